@@ -1,0 +1,175 @@
+"""Validate a bundle's top-level keys before training starts."""
+
+from __future__ import annotations
+
+import glob
+import inspect
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["check_config", "validate_values", "RESERVED_KEYS"]
+
+#: Keys that MONAI's bundle machinery may add to a config (tracking, execution).
+RESERVED_KEYS = frozenset(
+    {
+        "bundle_root",
+        "ckpt_dir",
+        "output_dir",
+        "save_execute_config",
+        "execute_config",
+        "tracking",
+        "tracking_uri",
+        "experiment_name",
+        "run_name",
+        "is_not_rank0",
+        "handlers_id",
+        "configs",
+    }
+)
+
+_POLICIES = ("rarest", "inverse_frequency", "random_half")
+
+
+def _is_expression(value: Any) -> bool:
+    return isinstance(value, str) and value[:1] in ("$", "@", "%")
+
+
+def _require(ok: bool, key: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"config key `{key}`: expected {expected}, got {value!r}.")
+
+
+def validate_values(config: Mapping[str, Any]) -> None:
+    """Check the types and ranges of the tunable top-level keys present in ``config``.
+
+    Values that are config expressions (``$...``, ``@...``) are not checked.
+
+    Raises:
+        ValueError: naming the first offending key, what was expected and what was found.
+    """
+
+    def get(key: str) -> Any:
+        value = config.get(key)
+        return None if _is_expression(value) else value
+
+    def positive_int(key: str, minimum: int = 1) -> None:
+        value = get(key)
+        if value is not None:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+            _require(ok, key, f"an integer >= {minimum}", value)
+
+    for key in ("num_labeled", "max_epochs", "batch_size", "unlabeled_batch_size", "iterations_per_epoch"):
+        positive_int(key)
+    for key in ("num_val", "num_workers", "seed", "rampup_iterations", "val_interval"):
+        positive_int(key, minimum=0)
+    for key in ("sufd", "amp", "resume", "deterministic", "validate_with_teacher"):
+        value = get(key)
+        if key in config and value is not None:
+            _require(isinstance(value, bool), key, "true or false (on the command line: True/False)", value)
+    for key in ("learning_rate", "discriminator_learning_rate"):
+        value = get(key)
+        if value is not None:
+            _require(isinstance(value, (int, float)) and value > 0, key, "a positive number", value)
+    for key in ("unsupervised_weight", "adversarial_weight"):
+        value = get(key)
+        if value is not None:
+            _require(isinstance(value, (int, float)) and value >= 0, key, "a number >= 0", value)
+    value = get("confidence_threshold")
+    if value is not None:
+        _require(isinstance(value, (int, float)) and 0 <= value < 1, "confidence_threshold", "a number in [0, 1)", value)
+    value = get("ema_decay")
+    if value is not None:
+        _require(isinstance(value, (int, float)) and 0 < value < 1, "ema_decay", "a number in (0, 1)", value)
+    value = get("mix")
+    if value is not None:
+        from monai_supmix.engines import MIX_MODES
+
+        _require(value in MIX_MODES, "mix", f"one of {MIX_MODES}", value)
+    value = get("patch_size")
+    if value is not None:
+        ok = isinstance(value, (list, tuple)) and len(value) in (2, 3)
+        ok = ok and all(isinstance(v, int) and v >= 16 for v in value)
+        _require(ok, "patch_size", "a list of 2 (or 3) integers >= 16", value)
+    num_classes = get("num_classes")
+    for key in ("supmix_classes", "classmix_classes"):
+        value = get(key)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            _require(value in _POLICIES, key, f"a list of class indices or one of {_POLICIES}", value)
+        else:
+            ok = isinstance(value, (list, tuple)) and len(value) > 0
+            ok = ok and all(isinstance(v, int) and v >= 0 and (num_classes is None or v < num_classes) for v in value)
+            expected = "a non-empty list of class indices" + (
+                f" in [0, {num_classes - 1}]" if isinstance(num_classes, int) else ""
+            )
+            _require(ok, key, expected, value)
+    value = get("dataset_dir")
+    if value is not None:
+        _require(isinstance(value, str), "dataset_dir", "a folder path or null", value)
+        if not os.path.isdir(os.path.expanduser(value)):
+            raise FileNotFoundError(f"config key `dataset_dir`: folder {value!r} does not exist.")
+
+
+def _running_workflow() -> Any:
+    frame = inspect.currentframe()
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if owner is not None and hasattr(owner, "parser") and hasattr(owner, "config_root_path"):
+            return owner
+        frame = frame.f_back
+    return None
+
+
+def _known_keys(config_dir: str) -> set[str]:
+    keys: set[str] = set()
+    for path in glob.glob(os.path.join(config_dir, "*.json")):
+        if os.path.basename(path) == "metadata.json":
+            continue
+        with open(path) as f:
+            content = json.load(f)
+        if isinstance(content, dict):
+            keys.update(content)
+    return keys
+
+
+def check_config(config: Mapping[str, Any] | None = None, config_dir: str | None = None) -> bool:
+    """Validate the running bundle's config: unknown top-level keys, types and ranges.
+
+    Called from a bundle's ``initialize`` list. Without arguments it finds the running
+    :class:`monai.bundle.ConfigWorkflow`, so that command-line overrides are checked
+    too: a misspelt ``--num_labled 2`` fails here, naming the key, instead of being
+    silently ignored.
+
+    Args:
+        config: the raw config (default: the running workflow's).
+        config_dir: folder of the bundle's config files, whose keys are the known ones.
+
+    Returns:
+        True when the config is valid.
+
+    Raises:
+        ValueError: for an unknown key or a wrong value, naming the key.
+    """
+    if config is None or config_dir is None:
+        workflow = _running_workflow()
+        if workflow is None:
+            raise RuntimeError("check_config() without arguments must be called from a running bundle workflow.")
+        config = workflow.parser.get() if config is None else config
+        config_dir = str(workflow.config_root_path) if config_dir is None else config_dir
+    known = _known_keys(config_dir) | RESERVED_KEYS
+    unknown = sorted(k for k in config if k not in known and not k.startswith("_"))
+    if unknown:
+        import difflib
+
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hints.append(f"`{key}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+        raise ValueError(
+            f"unknown config key(s): {', '.join(hints)}. Known keys are those of the bundle's configs in {config_dir}."
+        )
+    validate_values(config)
+    return True

@@ -1,0 +1,117 @@
+"""Datalists of the bundles: real data from a folder, or the built-in phantoms."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+from monai_supmix.bundle.paths import default_cache_dir
+
+__all__ = ["task_datalists", "TASKS", "PHANTOM_DEFAULTS"]
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("chase", "covid19")
+
+#: Phantom sets written when no ``dataset_dir`` is given (sizes chosen so that a
+#: bundle's default training finishes in minutes on a 2-core CPU).
+PHANTOM_DEFAULTS = {
+    "chase": {"num_images": 24, "size": (256, 256)},
+    "covid19": {"num_labeled": 50, "num_unlabeled": 150, "size": (192, 192)},
+}
+
+
+def _ordered_split(items: list[dict], num_labeled: int, num_val: int, key: str) -> dict[str, list[dict]]:
+    """Split in the data's own order: first ``num_labeled`` labeled, last ``num_val`` validation."""
+    from monai_supmix.data import split_datalist
+
+    if num_labeled < 1:
+        raise ValueError(f"num_labeled must be >= 1, got {num_labeled}.")
+    if num_val < 0:
+        raise ValueError(f"num_val must be >= 0, got {num_val}.")
+    if num_labeled + num_val > len(items):
+        raise ValueError(
+            f"num_labeled ({num_labeled}) + num_val ({num_val}) is larger than the {len(items)} labeled {key} "
+            "images found; lower `num_labeled` or `num_val`."
+        )
+    ids = [item["id"] for item in items]
+    return split_datalist(
+        items,
+        labeled_ids=ids[:num_labeled],
+        val_ids=ids[len(ids) - num_val :] if num_val else [],
+        shuffle=False,
+    )
+
+
+def task_datalists(
+    task: str,
+    dataset_dir: str | None = None,
+    num_labeled: int = 4,
+    num_val: int = 4,
+    max_unlabeled: int | None = None,
+    use_extra_unlabeled: bool = True,
+    phantom_dir: str | None = None,
+    seed: int = 0,
+) -> dict[str, list[dict]]:
+    """Return ``{"labeled", "unlabeled", "validation"}`` datalists for a bundle.
+
+    The split follows the data's sorted order so that it is the same on every
+    machine and matches the benchmark protocol: the first ``num_labeled`` labeled
+    images are labeled, the last ``num_val`` are the validation split, the rest of the
+    labeled pool is used without its labels. For CHASE_DB1 (24 images, sorted
+    ``Image_01L`` … ``Image_12R``) the defaults give patients 01-02 labeled, 03-10
+    unlabeled and 11-12 validation. For COVID-19 the separate unlabeled slices are
+    added to the unlabeled set (``use_extra_unlabeled``), at most ``max_unlabeled`` of them.
+
+    Args:
+        task: ``"chase"`` or ``"covid19"``.
+        dataset_dir: folder with real data in the task's layout; ``None`` uses the
+            built-in synthetic phantoms (written once to ``phantom_dir``).
+        num_labeled: number of labeled training images.
+        num_val: number of validation images.
+        max_unlabeled: cap on the extra unlabeled images (``None``: all).
+        use_extra_unlabeled: add the dataset's unlabeled-only images (COVID-19).
+        phantom_dir: where phantoms are written (default ``<cache>/phantoms/<task>``).
+        seed: seed of the phantoms.
+
+    Raises:
+        ValueError: for an unknown task or impossible counts (naming the key).
+        FileNotFoundError: when ``dataset_dir`` does not exist or holds no data.
+    """
+    from monai_supmix import data
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+    if dataset_dir is not None:
+        dataset_dir = os.path.abspath(os.path.expanduser(str(dataset_dir)))
+        if not os.path.isdir(dataset_dir):
+            raise FileNotFoundError(f"dataset_dir {dataset_dir!r} does not exist or is not a folder.")
+    else:
+        phantom_dir = phantom_dir or os.path.join(default_cache_dir(), "phantoms", f"{task}_seed{seed}")
+        defaults = PHANTOM_DEFAULTS[task]
+        if task == "chase":
+            dataset_dir = data.write_chase_phantoms(
+                phantom_dir, num_images=defaults["num_images"], size=defaults["size"], seed=seed
+            )
+        else:
+            dataset_dir = data.write_covid_phantoms(
+                phantom_dir,
+                num_labeled=defaults["num_labeled"],
+                num_unlabeled=defaults["num_unlabeled"],
+                size=defaults["size"],
+                seed=seed,
+            )
+        logger.info(f"no dataset_dir given: using synthetic {task} phantoms in {dataset_dir}")
+
+    if task == "chase":
+        split = _ordered_split(data.chase_datalist(dataset_dir), num_labeled, num_val, "CHASE")
+    else:
+        found = data.covid_datalist(dataset_dir)
+        split = _ordered_split(found["labeled"], num_labeled, num_val, "COVID-19")
+        if use_extra_unlabeled:
+            extra = list(found.get("unlabeled", []))
+            if max_unlabeled is not None:
+                extra = extra[: int(max_unlabeled)]
+            split["unlabeled"] = list(split["unlabeled"]) + extra
+    return split

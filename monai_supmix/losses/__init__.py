@@ -1,0 +1,5 @@
+"""Losses for semi-supervised training."""
+
+from .pseudo_label import ConfidenceWeightedCELoss
+
+__all__ = ["ConfidenceWeightedCELoss"]
