@@ -9,6 +9,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from monai.bundle import ConfigWorkflow
+
 __all__ = ["check_config", "validate_values", "RESERVED_KEYS"]
 
 #: Keys that MONAI's bundle machinery may add to a config (tracking, execution).
@@ -117,7 +119,7 @@ def _running_workflow() -> Any:
     frame = inspect.currentframe()
     while frame is not None:
         owner = frame.f_locals.get("self")
-        if owner is not None and hasattr(owner, "parser") and hasattr(owner, "config_root_path"):
+        if isinstance(owner, ConfigWorkflow):
             return owner
         frame = frame.f_back
     return None

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from monai.bundle import ConfigWorkflow
+
 __all__ = ["resolve_bundle_root", "default_cache_dir"]
 
 
@@ -27,9 +29,8 @@ def resolve_bundle_root(default: str | None = None) -> str:
     frame = inspect.currentframe()
     while frame is not None:
         owner = frame.f_locals.get("self")
-        config_root = getattr(owner, "config_root_path", None)
-        if config_root is not None and type(owner).__name__.endswith("Workflow"):
-            return str(_root_of_config_dir(Path(config_root)).resolve())
+        if isinstance(owner, ConfigWorkflow):
+            return str(_root_of_config_dir(Path(owner.config_root_path)).resolve())
         frame = frame.f_back
     argv = sys.argv
     for i, arg in enumerate(argv):

@@ -1,1 +1,34 @@
+"""Data: datalists for CHASE_DB1 and COVID-19 CT, preprocessing, inference I/O and synthetic phantoms."""
 
+from .datalists import IMAGE_EXTENSIONS, chase_datalist, covid_datalist, slice_nifti_volumes, split_datalist
+from .io import list_inference_inputs, load_dicom_series, load_inference_input, save_label
+from .synthetic import (
+    make_ct_phantom,
+    make_ct_phantom_volume,
+    make_retina_phantom,
+    write_chase_phantoms,
+    write_covid_phantoms,
+)
+from .transforms import MODES, ToGrayscaled, ValidateLabeld, chase_transforms, covid_transforms
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MODES",
+    "chase_datalist",
+    "covid_datalist",
+    "slice_nifti_volumes",
+    "split_datalist",
+    "list_inference_inputs",
+    "load_dicom_series",
+    "load_inference_input",
+    "save_label",
+    "make_ct_phantom",
+    "make_ct_phantom_volume",
+    "make_retina_phantom",
+    "write_chase_phantoms",
+    "write_covid_phantoms",
+    "ToGrayscaled",
+    "ValidateLabeld",
+    "chase_transforms",
+    "covid_transforms",
+]
