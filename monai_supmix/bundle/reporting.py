@@ -7,7 +7,7 @@ import os
 
 import torch
 
-__all__ = ["report_training"]
+__all__ = ["report_training", "report_evaluation", "require_file"]
 
 logger = logging.getLogger("monai_supmix")
 
@@ -33,3 +33,31 @@ def report_training(evaluator, ckpt_dir: str) -> dict:
     logger.info(message)
     print(message, flush=True)
     return summary
+
+
+def require_file(path: str, key: str) -> bool:
+    """Fail early, naming the config key, when a file the workflow needs is missing.
+
+    Raises:
+        FileNotFoundError: when ``path`` is not a file.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"config key `{key}`: file {path!r} not found (train the bundle first, or pass --{key} <file>)."
+        )
+    return True
+
+
+def report_evaluation(metrics_file: str) -> dict:
+    """Print the evaluation summary written by :class:`~monai_supmix.handlers.PerClassMetricsWriter`."""
+    import json
+
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return {}
+    with open(metrics_file) as f:
+        results = json.load(f)
+    per_class = ", ".join(f"{k}: {v:.4f}" for k, v in results["iou"].items())
+    message = f"Evaluation: mIoU = {results['miou']:.4f} (IoU {per_class}); metrics written to {metrics_file}"
+    logger.info(message)
+    print(message, flush=True)
+    return results

@@ -53,6 +53,7 @@ def task_datalists(
     use_extra_unlabeled: bool = True,
     phantom_dir: str | None = None,
     seed: int = 0,
+    datalist_file: str | dict | None = None,
 ) -> dict[str, list[dict]]:
     """Return ``{"labeled", "unlabeled", "validation"}`` datalists for a bundle.
 
@@ -74,6 +75,11 @@ def task_datalists(
         use_extra_unlabeled: add the dataset's unlabeled-only images (COVID-19).
         phantom_dir: where phantoms are written (default ``<cache>/phantoms/<task>``).
         seed: seed of the phantoms.
+        datalist_file: explicit datalists instead of a folder: a JSON file (or dict) with
+            ``"labeled"`` (items with ``image`` and ``label``), ``"unlabeled"`` (items with
+            ``image``) and optional ``"validation"`` lists, e.g. written by the MONAI Label
+            app from its datastore. When it has no validation list, the last ``num_val``
+            labeled items are held out (fewer if there are few labeled items).
 
     Raises:
         ValueError: for an unknown task or impossible counts (naming the key).
@@ -83,6 +89,8 @@ def task_datalists(
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+    if datalist_file is not None:
+        return _from_datalist_file(datalist_file, num_val)
     if dataset_dir is not None:
         dataset_dir = os.path.abspath(os.path.expanduser(str(dataset_dir)))
         if not os.path.isdir(dataset_dir):
@@ -115,3 +123,32 @@ def task_datalists(
                 extra = extra[: int(max_unlabeled)]
             split["unlabeled"] = list(split["unlabeled"]) + extra
     return split
+
+
+def _from_datalist_file(datalist_file: str | dict, num_val: int) -> dict[str, list[dict]]:
+    """Read explicit labeled/unlabeled/validation lists (see :func:`task_datalists`)."""
+    import json
+
+    if isinstance(datalist_file, dict):
+        content = datalist_file
+    else:
+        if not os.path.isfile(datalist_file):
+            raise FileNotFoundError(f"config key `datalist_file`: {datalist_file!r} does not exist.")
+        with open(datalist_file) as f:
+            content = json.load(f)
+    if not isinstance(content, dict) or not content.get("labeled"):
+        raise ValueError(
+            f"config key `datalist_file`: expected a JSON object with a non-empty 'labeled' list, got {type(content).__name__}"
+            + (f" with keys {sorted(content)}" if isinstance(content, dict) else "")
+        )
+    labeled = list(content["labeled"])
+    for item in labeled:
+        if "image" not in item or "label" not in item:
+            raise ValueError(f"config key `datalist_file`: labeled item {item!r} needs 'image' and 'label'.")
+    unlabeled = [{k: v for k, v in item.items() if k not in ("label", "label_2nd")} for item in content.get("unlabeled", [])]
+    validation = list(content.get("validation") or [])
+    if not validation:
+        hold_out = min(num_val, max(len(labeled) - 1, 0))
+        validation = labeled[len(labeled) - hold_out :] if hold_out else list(labeled)
+        labeled = labeled[: len(labeled) - hold_out] if hold_out else labeled
+    return {"labeled": labeled, "unlabeled": unlabeled, "validation": validation}

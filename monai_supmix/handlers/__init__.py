@@ -1,10 +1,12 @@
 """Handlers and schedules for the semi-supervised workflow."""
 
+from .class_mean_iou import ClassMeanIoUHandler
 from .checkpointing import attach_resumable_checkpoints, latest_checkpoint, remove_partial_files
 from .metrics_writer import PerClassMetricsWriter, summarise_per_class, write_json_atomic
 from .rampup import RAMPUP_SCHEDULES, rampup_factor
 
 __all__ = [
+    "ClassMeanIoUHandler",
     "RAMPUP_SCHEDULES",
     "rampup_factor",
     "attach_resumable_checkpoints",
