@@ -3,12 +3,15 @@
 from .class_mean_iou import ClassMeanIoUHandler
 from .checkpointing import attach_resumable_checkpoints, latest_checkpoint, remove_partial_files
 from .metrics_writer import PerClassMetricsWriter, summarise_per_class, write_json_atomic
+from .progress import TrainingProgressBar, every_n_iterations
 from .rampup import RAMPUP_SCHEDULES, rampup_factor
 
 __all__ = [
     "ClassMeanIoUHandler",
     "RAMPUP_SCHEDULES",
     "rampup_factor",
+    "TrainingProgressBar",
+    "every_n_iterations",
     "attach_resumable_checkpoints",
     "latest_checkpoint",
     "remove_partial_files",

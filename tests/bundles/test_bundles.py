@@ -1,0 +1,147 @@
+"""Run the real bundle configs through monai.bundle with tiny overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, TINY, config, run_bundle
+from PIL import Image
+
+from monai_supmix.data import make_ct_phantom_volume
+
+pytestmark = pytest.mark.slow
+
+
+def _write_dicom_series(folder, volume, spacing=(0.7, 0.7), thickness=2.5):
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    os.makedirs(folder, exist_ok=True)
+    series = generate_uid()
+    for k in range(volume.shape[-1]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = pydicom.uid.CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        path = os.path.join(folder, f"slice_{k:03d}.dcm")
+        ds = FileDataset(path, {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.SeriesInstanceUID = series
+        ds.StudyInstanceUID = generate_uid()
+        ds.Modality = "CT"
+        ds.Rows, ds.Columns = volume.shape[:2]
+        ds.PixelSpacing = list(spacing)
+        ds.SliceThickness = thickness
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0, 0, k * thickness]
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.PixelData = (volume[..., k].astype(np.int32) + 1024).clip(0, 4095).astype(np.uint16).tobytes()
+        ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize("bundle", ["chase", "covid19"])
+def test_train_evaluate_infer(bundle, phantom_cache, tmp_path):
+    out = str(tmp_path / "out")
+    run_bundle(bundle, ("train",), run_id="training", output_dir=out, **TINY)
+    model = os.path.join(out, "models", "model.pt")
+    assert os.path.isfile(model)
+    assert any(f.startswith("checkpoint") for f in os.listdir(os.path.join(out, "models")))
+    state = torch.load(model, map_location="cpu", weights_only=True)
+    assert any(k.startswith("model.0.") for k in state)  # a plain UNet state dict, as in the model zoo
+
+    run_bundle(bundle, ("train", "evaluate"), output_dir=out, **TINY)
+    with open(os.path.join(out, "eval", "metrics.json")) as f:
+        metrics = json.load(f)
+    names = json.load(open(config(bundle, "train")[0]))["class_names"]
+    assert list(metrics["iou"]) == names and list(metrics["dice"]) == names
+    assert 0.0 <= metrics["miou"] <= 1.0
+
+    # inference on 2-D images of the phantom set, at their original size
+    phantoms = [d for d in os.listdir(os.path.join(phantom_cache, "phantoms")) if d.startswith(bundle)][0]
+    root = os.path.join(phantom_cache, "phantoms", phantoms)
+    images = os.path.join(root, "images") if bundle == "chase" else os.path.join(root, "labeled", "images")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name in sorted(os.listdir(images))[:2]:
+        Image.open(os.path.join(images, name)).resize((150, 130)).save(inputs / name)
+    preds = tmp_path / "preds"
+    run_bundle(bundle, ("inference",), dataset_dir=str(inputs), output_dir=str(preds), ckpt_path=model)
+    for name in sorted(os.listdir(inputs)):
+        stem = os.path.splitext(name)[0]
+        seg = np.asarray(Image.open(preds / f"{stem}_seg.png"))
+        assert seg.shape == (130, 150) and seg.dtype == np.uint8
+        assert seg.max() < len(names)
+
+
+def test_covid_inference_on_nifti_and_dicom(phantom_cache, tmp_path):
+    out = str(tmp_path / "out")
+    run_bundle("covid19", ("train",), run_id="run", output_dir=out, **TINY)  # `run` is the alias of `training`
+    model = os.path.join(out, "models", "model.pt")
+    vol = make_ct_phantom_volume(3, size=(3, 64, 48))
+    hu = np.moveaxis(vol["image"], 0, -1)  # (H, W, slices) as in the MedSeg release
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    affine = np.array([[0.8, 0, 0, -10], [0, 0.8, 0, 5], [0, 0, 5.0, 30], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(hu, affine), str(inputs / "ct.nii.gz"))
+    _write_dicom_series(str(inputs / "series1"), hu)
+    preds = tmp_path / "preds"
+    run_bundle("covid19", ("inference",), dataset_dir=str(inputs), output_dir=str(preds), ckpt_path=model)
+    seg = nib.load(str(preds / "ct_seg.nii.gz"))
+    assert seg.shape == hu.shape
+    np.testing.assert_allclose(seg.affine, affine)
+    assert np.asarray(seg.dataobj).max() <= 2
+    dicom_seg = nib.load(str(preds / "series1_seg.nii.gz"))
+    assert dicom_seg.shape == hu.shape
+    np.testing.assert_allclose(dicom_seg.affine[:3, 2], [0, 0, 2.5])
+
+
+def test_wrong_key_fails_naming_it(phantom_cache, tmp_path):
+    with pytest.raises(Exception) as info:
+        run_bundle("chase", ("train",), run_id="training", output_dir=str(tmp_path), num_labled=2, **TINY)
+    assert "num_labled" in repr(info.value) + str(info.value.__cause__) + str(info.getrepr())
+    assert "did you mean `num_labeled`" in str(info.getrepr())
+
+
+def test_missing_dataset_dir_fails_clearly(phantom_cache, tmp_path):
+    with pytest.raises(Exception) as info:
+        run_bundle("chase", ("train",), run_id="training", output_dir=str(tmp_path), dataset_dir="/no/such/folder", **TINY)
+    assert "/no/such/folder" in str(info.getrepr()) and "does not exist" in str(info.getrepr())
+
+
+def test_wrong_value_type_fails(phantom_cache, tmp_path):
+    with pytest.raises(Exception) as info:
+        run_bundle("chase", ("train",), run_id="training", output_dir=str(tmp_path), mix="cutmix", **TINY)
+    assert "config key `mix`" in str(info.getrepr())
+
+
+def test_python_m_monai_bundle_command(phantom_cache, tmp_path):
+    """The README's main command, as a subprocess, from another working directory."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        str(REPO / "bundles" / "chase" / "configs" / "train.json"),
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
+    for key, value in TINY.items():
+        cmd += [f"--{key}", str(value)]
+    env = dict(os.environ, MONAI_SUPMIX_CACHE=phantom_cache)
+    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "best validation mIoU" in proc.stdout
+    assert os.path.isfile(tmp_path / "out" / "models" / "model.pt")
