@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 import torch
 
 __all__ = ["report_training", "report_evaluation", "require_file"]
 
-logger = logging.getLogger("monai_supmix")
 
 
 def report_training(evaluator, ckpt_dir: str) -> dict:
@@ -30,7 +28,6 @@ def report_training(evaluator, ckpt_dir: str) -> dict:
         f"Training finished: best validation mIoU = {best:.4f} (epoch {summary['best_epoch']}); "
         f"model saved to {summary['model']}"
     )
-    logger.info(message)
     print(message, flush=True)
     return summary
 
@@ -58,6 +55,5 @@ def report_evaluation(metrics_file: str) -> dict:
         results = json.load(f)
     per_class = ", ".join(f"{k}: {v:.4f}" for k, v in results["iou"].items())
     message = f"Evaluation: mIoU = {results['miou']:.4f} (IoU {per_class}); metrics written to {metrics_file}"
-    logger.info(message)
     print(message, flush=True)
     return results

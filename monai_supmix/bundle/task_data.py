@@ -122,6 +122,17 @@ def task_datalists(
             if max_unlabeled is not None:
                 extra = extra[: int(max_unlabeled)]
             split["unlabeled"] = list(split["unlabeled"]) + extra
+    return _ensure_unlabeled(split)
+
+
+def _ensure_unlabeled(split: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """With every training image labeled, reuse the labeled images (labels stripped) as the unlabeled set."""
+    if not split["unlabeled"]:
+        logger.warning(
+            "no unlabeled images left (all training images are labeled): the labeled images, without their "
+            "labels, are used as the unlabeled set."
+        )
+        split["unlabeled"] = [{k: v for k, v in i.items() if k not in ("label", "label_2nd")} for i in split["labeled"]]
     return split
 
 
@@ -151,4 +162,4 @@ def _from_datalist_file(datalist_file: str | dict, num_val: int) -> dict[str, li
         hold_out = min(num_val, max(len(labeled) - 1, 0))
         validation = labeled[len(labeled) - hold_out :] if hold_out else list(labeled)
         labeled = labeled[: len(labeled) - hold_out] if hold_out else labeled
-    return {"labeled": labeled, "unlabeled": unlabeled, "validation": validation}
+    return _ensure_unlabeled({"labeled": labeled, "unlabeled": unlabeled, "validation": validation})

@@ -29,6 +29,21 @@ __all__ = [
 ]
 
 
+def _check_size(size: Sequence[int], ndim: int = 2) -> tuple[int, ...]:
+    """Validate a phantom size argument and return it as a tuple of ints.
+
+    Raises:
+        ValueError: when ``size`` does not have ``ndim`` entries of at least 16.
+    """
+    try:
+        out = tuple(int(s) for s in size)
+    except TypeError as e:
+        raise ValueError(f"size must be a sequence of {ndim} ints, got {size!r}.") from e
+    if len(out) != ndim or min(out) < 16 and ndim == 2 or min(out) < 1:
+        raise ValueError(f"size must be {ndim} ints (each >= 16 for the in-plane size), got {size!r}.")
+    return out
+
+
 def _smooth_noise(rng: np.random.Generator, shape: Sequence[int], sigma: float) -> np.ndarray:
     noise = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
     return noise / (np.abs(noise).max() + 1e-8)
@@ -63,10 +78,14 @@ def make_retina_phantom(seed: int, size: Sequence[int] = (256, 256)) -> dict[str
 
     Returns:
         ``{"image": float32 (3, H, W) in [0, 1], "label": uint8 (1, H, W) {0, 1},
-        "fov": uint8 (1, H, W) {0, 1}}``; vessels cover roughly 7-10 % of the FOV.
+        "fov": uint8 (1, H, W) {0, 1}}``; vessels cover roughly 6-10 % of the image
+        (9-15 % of the FOV), with widths of about 1 to 5 pixels at 256².
+
+    Raises:
+        ValueError: for an invalid ``size``.
     """
+    h, w = _check_size(size)
     rng = np.random.default_rng(seed)
-    h, w = int(size[0]), int(size[1])
     scale = min(h, w) / 256.0
     yy, xx = np.mgrid[0:h, 0:w]
     cy, cx = h / 2 + rng.normal(0, 2 * scale), w / 2 + rng.normal(0, 2 * scale)
@@ -136,10 +155,14 @@ def make_ct_phantom(seed: int, size: Sequence[int] = (256, 256)) -> dict[str, np
 
     Returns:
         ``{"image": float32 (1, H, W) in [0, 1] (lung window), "label": uint8 (1, H, W)}``
-        with labels 0 background, 1 ground-glass opacity, 2 consolidation.
+        with labels 0 background, 1 ground-glass opacity (about 1-5 % of the pixels),
+        2 consolidation (about 0-2 %, some seeds have none).
+
+    Raises:
+        ValueError: for an invalid ``size``.
     """
+    h, w = _check_size(size)
     rng = np.random.default_rng(seed)
-    h, w = int(size[0]), int(size[1])
     scale = min(h, w) / 256.0
     yy, xx = np.mgrid[0:h, 0:w]
     body = ((yy - h / 2) / (0.44 * h)) ** 2 + ((xx - w / 2) / (0.47 * w)) ** 2 <= 1
@@ -158,7 +181,7 @@ def make_ct_phantom(seed: int, size: Sequence[int] = (256, 256)) -> dict[str, np
     image = np.where(lungs, lung_texture + 0.25 * vessels, image)
     severity = rng.uniform(0.2, 1.0)
     ggo = _blobs(rng, lungs, int(rng.integers(1, 5) * severity + 1), 24 * scale, 5 * scale)
-    cons = _blobs(rng, lungs & ~ggo, int(rng.integers(1, 4) * severity + 0.5), 11 * scale, 3 * scale)
+    cons = _blobs(rng, lungs & ~ggo, int(rng.integers(1, 4) * severity + 0.5), 16 * scale, 3 * scale)
     haze = ndimage.gaussian_filter(ggo.astype(float), 2 * scale)
     image = image + 0.14 * haze * lungs * (1 + 0.4 * _smooth_noise(rng, (h, w), 3 * scale))
     image = np.where(cons, 0.5 + 0.06 * _smooth_noise(rng, (h, w), 2 * scale), image)
@@ -169,12 +192,24 @@ def make_ct_phantom(seed: int, size: Sequence[int] = (256, 256)) -> dict[str, np
     return {"image": np.clip(image, 0, 1)[None].astype(np.float32), "label": label[None]}
 
 
-def make_ct_phantom_volume(seed: int, size: Sequence[int] = (16, 128, 128)) -> dict[str, np.ndarray]:
+def make_ct_phantom_volume(seed: int, size: Sequence[int] = (64, 128, 128)) -> dict[str, np.ndarray]:
     """Small CT volume ``(D, H, W)`` in Hounsfield units (int16) with labels, stacked from slices.
+
+    Each slice is :func:`make_ct_phantom` with its own seed (``seed * 1000 + index``),
+    mapped from the lung window back to HU (``value * 1400 - 1000``).
+
+    Args:
+        seed: random seed.
+        size: ``(D, H, W)``.
 
     Returns:
         ``{"image": int16 (D, H, W) HU in [-1000, 400], "label": uint8 (D, H, W)}``.
+
+    Raises:
+        ValueError: for an invalid ``size``.
     """
+    size = _check_size(size, ndim=3)
+    _check_size(size[1:])
     slices = [make_ct_phantom(seed * 1000 + i, size[1:]) for i in range(int(size[0]))]
     image = np.stack([s["image"][0] for s in slices])
     label = np.stack([s["label"][0] for s in slices])
@@ -182,14 +217,19 @@ def make_ct_phantom_volume(seed: int, size: Sequence[int] = (16, 128, 128)) -> d
     return {"image": hu.astype(np.int16), "label": label}
 
 
+def _stamp_matches(stamp: str, params: dict) -> bool:
+    if not os.path.isfile(stamp):
+        return False
+    with open(stamp) as f:
+        return json.load(f) == params
+
+
 def _write_once(out_dir: str, params: dict, writer) -> str:
     """Write a phantom dataset atomically; skip when it already exists with the same parameters."""
     out_dir = os.path.abspath(out_dir)
     stamp = os.path.join(out_dir, "phantom.json")
-    if os.path.isfile(stamp):
-        with open(stamp) as f:
-            if json.load(f) == params:
-                return out_dir
+    if _stamp_matches(stamp, params):
+        return out_dir
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".phantom_tmp_", dir=parent)
@@ -198,21 +238,46 @@ def _write_once(out_dir: str, params: dict, writer) -> str:
         with open(os.path.join(tmp, "phantom.json"), "w") as f:
             json.dump(params, f)
         if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+            shutil.rmtree(out_dir, ignore_errors=True)
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:
+            # another process (e.g. the other rank of a torchrun job) finished the same set first
+            if not _stamp_matches(stamp, params):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
 
 
-def write_chase_phantoms(out_dir: str, num_images: int = 24, size: Sequence[int] = (256, 256), seed: int = 0) -> str:
+def write_chase_phantoms(out_dir: str, num_images: int = 12, size: Sequence[int] = (256, 256), seed: int = 0) -> str:
     """Write retina phantoms in the CHASE_DB1 layout and return the folder.
 
-    Layout (as the real release): ``images/Image_NNX.jpg`` (RGB), ``labels/Image_NNX_1stHO.png``
-    (binary), ``fov/Image_NNX.png`` (255 inside). Written atomically; a folder that
-    already holds the same phantoms is left as it is.
+    Layout (as the real release): ``images/Image_NNX.jpg`` (8-bit RGB JPEG, quality 95,
+    ``NN`` = 01, 01, 02, 02, ... and ``X`` alternating L/R), ``labels/Image_NNX_1stHO.png``
+    (1-bit PNG, PIL mode ``"1"``, read as 0/1 like the real CHASE_DB1 labels) and
+    ``fov/Image_NNX.png`` (8-bit, 255 inside). The parameters are stored in
+    ``phantom.json``; a folder that already holds the same phantoms is left as it is.
+    The set is written into a temporary sibling folder and renamed, so a crash never
+    leaves a half-written dataset.
+
+    Args:
+        out_dir: dataset folder (created or replaced).
+        num_images: number of images (image ``i`` uses seed ``seed * 10000 + i``).
+        size: ``(H, W)``.
+        seed: base seed.
+
+    Returns:
+        the absolute path of ``out_dir``.
+
+    Raises:
+        ValueError: for an invalid ``size`` or ``num_images < 1``.
     """
+    size = _check_size(size)
+    if int(num_images) < 1:
+        raise ValueError(f"num_images must be >= 1, got {num_images}.")
     params = {"kind": "chase", "num_images": int(num_images), "size": [int(s) for s in size], "seed": int(seed)}
 
     def writer(root: str) -> None:
@@ -240,15 +305,28 @@ def write_covid_phantoms(
     """Write CT phantoms in a COVID-19 layout and return the folder.
 
     Args:
+        out_dir: dataset folder (created or replaced; written atomically, skipped when
+            ``phantom.json`` records the same parameters).
+        num_labeled: number of labeled slices.
+        num_unlabeled: number of unlabeled slices.
+        size: ``(H, W)``.
+        seed: base seed.
         layout: ``"slices"``: ``labeled/images/N.jpg`` + ``labeled/labels/N.png`` (palette
             PNG of class indices) and ``unlabeled/images/N.jpg``, as the COVID-SemiSeg copy;
             ``"nifti"``: the MedSeg release, ``tr_im.nii.gz`` (H×W×N HU) + ``tr_mask.nii.gz``
             (labels 0-3, some consolidation re-labelled 3 = pleural effusion) and
-            ``unlabeled/vol_0.nii.gz``.
+            ``unlabeled/vol_0.nii.gz``. Slice PNG labels are palette (``"P"``) images whose
+            indices are the classes, like the real COVID-SemiSeg files.
+
+    Returns:
+        the absolute path of ``out_dir``.
 
     Raises:
-        ValueError: for an unknown layout.
+        ValueError: for an unknown layout, an invalid ``size`` or ``num_labeled < 1``.
     """
+    size = _check_size(size)
+    if int(num_labeled) < 1 or int(num_unlabeled) < 0:
+        raise ValueError(f"num_labeled must be >= 1 and num_unlabeled >= 0, got {num_labeled}, {num_unlabeled}.")
     if layout not in ("slices", "nifti"):
         raise ValueError(f"layout must be 'slices' or 'nifti', got {layout!r}.")
     params = {
