@@ -120,6 +120,7 @@ def save_results(records: list[dict]) -> None:
     fd, tmp = tempfile.mkstemp(dir=RESULTS.parent, suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump(records, f, indent=1)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, RESULTS)
 
 

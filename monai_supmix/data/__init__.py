@@ -9,7 +9,15 @@ from .synthetic import (
     write_chase_phantoms,
     write_covid_phantoms,
 )
-from .transforms import MODES, ToGrayscaled, ValidateLabeld, chase_transforms, covid_transforms
+from .transforms import (
+    MODES,
+    BinarizeMaskd,
+    ReadImaged,
+    ToGrayscaled,
+    ValidateLabeld,
+    chase_transforms,
+    covid_transforms,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -27,6 +35,8 @@ __all__ = [
     "make_retina_phantom",
     "write_chase_phantoms",
     "write_covid_phantoms",
+    "BinarizeMaskd",
+    "ReadImaged",
     "ToGrayscaled",
     "ValidateLabeld",
     "chase_transforms",

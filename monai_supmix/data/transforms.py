@@ -1,60 +1,160 @@
-"""Preprocessing chains for CHASE_DB1 and COVID-19 CT, shared by training, evaluation and inference."""
+"""Preprocessing chains for CHASE_DB1 and COVID-19 CT, shared by training, evaluation and inference.
+
+Orientation convention: 2-D files are read with MONAI's ``PILReader(reverse_indexing=False)``
+so that arrays keep the file's row-major layout: images are ``(C, H, W)`` and masks
+``(1, H, W)`` where ``H`` is the number of pixel rows (what ``PIL.Image.size`` reports as
+height). MONAI's default (``reverse_indexing=True``) would give ``(C, W, H)``; using the same
+reader for images, labels and FOV masks, PNG and JPEG alike, keeps them aligned either
+way, and ``(C, H, W)`` also matches :func:`monai_supmix.data.io.save_label`. (The
+``spatial_shape`` metadata that PILReader records stays in PIL's ``(W, H)`` order.)
+
+Errors: MONAI's ``Compose`` re-raises an error of a transform as
+``RuntimeError("applying transform ...")``; the ``ValueError``/``FileNotFoundError`` of
+these transforms, naming the file, is its ``__cause__`` (shown first in the traceback).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Mapping, Sequence
 
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor, PILReader
 from monai.transforms import (
-    AsDiscreted,
     CastToTyped,
     Compose,
     EnsureChannelFirstd,
     EnsureTyped,
-    LoadImaged,
+    LoadImage,
     MapTransform,
     RandAdjustContrastd,
+    RandCropByPosNegLabeld,
     RandFlipd,
+    RandGaussianNoised,
     RandRotate90d,
     RandScaleIntensityd,
     RandSpatialCropd,
+    RandSpatialCropSamplesd,
     Resized,
     ScaleIntensityRanged,
     SpatialPadd,
     Zoomd,
 )
 
-__all__ = ["ValidateLabeld", "ToGrayscaled", "chase_transforms", "covid_transforms", "MODES"]
+__all__ = [
+    "MODES",
+    "ReadImaged",
+    "BinarizeMaskd",
+    "ValidateLabeld",
+    "ToGrayscaled",
+    "chase_transforms",
+    "covid_transforms",
+]
 
 MODES = ("train", "unlabeled", "eval", "infer")
 
 
 def _source(data: Mapping, key: Hashable) -> str:
+    """The file a value was loaded from (``MetaTensor.meta["filename_or_obj"]``), else the key."""
     value = data.get(key)
     if isinstance(value, MetaTensor):
         return str(value.meta.get("filename_or_obj", key))
     return str(key)
 
 
+class ReadImaged(MapTransform):
+    """Load 2-D image files (PNG/JPEG/BMP/TIFF) with MONAI's ``PILReader`` in ``(H, W[, C])`` order.
+
+    A thin wrapper of ``LoadImage`` that turns reader failures (truncated or corrupt
+    files, wrong formats) into errors naming the key and the file.
+
+    Args:
+        keys: keys of the file paths.
+        allow_missing_keys: skip absent keys (e.g. an item without ``fov``).
+
+    Raises:
+        FileNotFoundError: when a file does not exist.
+        ValueError: when a file cannot be decoded as an image.
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = True) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.loader = LoadImage(reader=PILReader(reverse_indexing=False), image_only=True)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = d[key]
+            if isinstance(path, torch.Tensor):
+                continue  # already loaded
+            if not os.path.isfile(str(path)):
+                raise FileNotFoundError(f"{key} file {str(path)!r} does not exist.")
+            try:
+                d[key] = self.loader(str(path))
+            except Exception as e:
+                raise ValueError(
+                    f"cannot read {key} file {str(path)!r}: expected a readable 2-D image (png/jpg/bmp/tif), "
+                    f"the reader failed with {type(e).__name__}: {e}"
+                ) from e
+        return d
+
+
+class BinarizeMaskd(MapTransform):
+    """Turn binary masks stored as 0/1 or 0/255 (or PIL ``"1"`` images) into {0, 1}.
+
+    Anything else (e.g. grey levels from a JPEG-compressed mask) is refused instead of
+    being silently thresholded.
+
+    Args:
+        keys: mask keys.
+        allow_missing_keys: skip absent keys.
+
+    Raises:
+        ValueError: naming the file, when a mask holds values other than {0, 1} or {0, 255}.
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = True) -> None:
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            mask = d[key]
+            values = set(torch.unique(torch.as_tensor(mask)).tolist())
+            if values <= {0, 1}:
+                continue
+            if values <= {0, 255}:
+                d[key] = mask / 255
+                continue
+            shown = sorted(values)[:10]
+            raise ValueError(f"{key} mask {_source(d, key)} must be binary (0/1 or 0/255), found values {shown}.")
+        return d
+
+
 class ValidateLabeld(MapTransform):
-    """Check that labels are class indices in ``[0, num_classes)`` with the image's spatial shape.
+    """Check that labels are single-channel class indices in ``[0, num_classes)`` with the image's size.
 
     Raises ``ValueError`` naming the label file (from the ``MetaTensor`` metadata) and
     what was found, instead of letting a bad file surface as a cryptic loss error.
 
     Args:
-        keys: label keys.
+        keys: label (or mask) keys.
         num_classes: number of classes.
         image_key: key of the image whose spatial shape the labels must match.
         allow_missing_keys: skip absent keys.
+
+    Raises:
+        ValueError: for values outside the class range, several channels, or a spatial
+            size different from the image's (naming both files).
     """
 
     def __init__(
         self, keys: KeysCollection, num_classes: int, image_key: str = "image", allow_missing_keys: bool = True
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
         self.num_classes = int(num_classes)
         self.image_key = image_key
 
@@ -62,31 +162,43 @@ class ValidateLabeld(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             label = d[key]
-            values = torch.unique(torch.as_tensor(label))
-            bad = [v for v in values.tolist() if v < 0 or v >= self.num_classes or v != int(v)]
+            if label.shape[0] != 1:
+                raise ValueError(
+                    f"label {_source(d, key)} must be a single-channel index map, found {label.shape[0]} channels "
+                    f"(shape {tuple(label.shape)}); save labels as grayscale or palette PNG of class indices."
+                )
+            values = torch.unique(torch.as_tensor(label)).tolist()
+            bad = [v for v in values if v < 0 or v >= self.num_classes or v != int(v)]
             if bad:
                 raise ValueError(
                     f"label {_source(d, key)} holds values {bad[:10]} outside the classes 0..{self.num_classes - 1}."
                 )
             if self.image_key in d and tuple(d[self.image_key].shape[1:]) != tuple(label.shape[1:]):
                 raise ValueError(
-                    f"image {_source(d, self.image_key)} has size {tuple(d[self.image_key].shape[1:])} but label "
-                    f"{_source(d, key)} has size {tuple(label.shape[1:])}."
+                    f"image {_source(d, self.image_key)} has size {tuple(d[self.image_key].shape[1:])} but "
+                    f"{key} {_source(d, key)} has size {tuple(label.shape[1:])}; they must match."
                 )
         return d
 
 
-def _gray(image: torch.Tensor) -> torch.Tensor:
-    return image.mean(dim=0, keepdim=True) if image.shape[0] > 1 else image
-
-
 class ToGrayscaled(MapTransform):
-    """Average the channels of an RGB(A) image into one (CT slices saved as RGB JPEG)."""
+    """Average the channels of an RGB(A) image into one (CT slices saved as RGB JPEG).
+
+    Args:
+        keys: image keys.
+        allow_missing_keys: skip absent keys.
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = _gray(d[key])
+            image = d[key]
+            if image.shape[0] == 4:
+                image = image[:3]
+            d[key] = image.mean(dim=0, keepdim=True) if image.shape[0] > 1 else image
         return d
 
 
@@ -101,88 +213,168 @@ def _keys_for(mode: str, label_keys: Sequence[str]) -> list[str]:
     return ["image"]
 
 
-def _augment(keys: list[str], patch_size: Sequence[int]) -> list:
-    return [
-        SpatialPadd(keys, spatial_size=patch_size),
-        RandSpatialCropd(keys, roi_size=patch_size, random_size=False),
-        RandFlipd(keys, prob=0.5, spatial_axis=0),
-        RandFlipd(keys, prob=0.5, spatial_axis=1),
-        RandRotate90d(keys, prob=0.5, max_k=3),
+def _augment(keys: list[str], patch_size: Sequence[int], num_patches: int, pos_neg: bool) -> list:
+    """Crop to ``patch_size`` (``num_patches`` per image), flips, rot90 and mild intensity changes."""
+    if int(num_patches) < 1:
+        raise ValueError(f"num_patches must be >= 1, got {num_patches}.")
+    chain: list = [SpatialPadd(keys, spatial_size=patch_size, allow_missing_keys=True)]
+    if pos_neg and "label" in keys:
+        chain.append(
+            RandCropByPosNegLabeld(
+                keys,
+                label_key="label",
+                spatial_size=patch_size,
+                pos=1,
+                neg=1,
+                num_samples=int(num_patches),
+                allow_missing_keys=True,
+            )
+        )
+    elif num_patches > 1:
+        chain.append(
+            RandSpatialCropSamplesd(
+                keys, roi_size=patch_size, num_samples=int(num_patches), random_size=False, allow_missing_keys=True
+            )
+        )
+    else:
+        chain.append(RandSpatialCropd(keys, roi_size=patch_size, random_size=False, allow_missing_keys=True))
+    return chain + [
+        RandFlipd(keys, prob=0.5, spatial_axis=0, allow_missing_keys=True),
+        RandFlipd(keys, prob=0.5, spatial_axis=1, allow_missing_keys=True),
+        RandRotate90d(keys, prob=0.5, max_k=3, allow_missing_keys=True),
         RandScaleIntensityd("image", factors=0.1, prob=0.5),
         RandAdjustContrastd("image", prob=0.3, gamma=(0.8, 1.25)),
+        RandGaussianNoised("image", prob=0.2, std=0.01),
     ]
 
 
-def chase_transforms(mode: str, scale: float = 1.0, patch_size: Sequence[int] = (96, 96)) -> Compose:
+def _finish(keys: list[str], masks: list[str], mode: str) -> list:
+    chain: list = [
+        EnsureTyped(keys, dtype=torch.float32, track_meta=mode in ("eval", "infer"), allow_missing_keys=True)
+    ]
+    if masks:
+        chain.append(CastToTyped(masks, dtype=torch.long, allow_missing_keys=True))
+    return chain
+
+
+def chase_transforms(
+    mode: str,
+    scale: float = 1.0,
+    patch_size: Sequence[int] = (128, 128),
+    spatial_size: Sequence[int] | None = None,
+    num_patches: int = 1,
+    pos_neg: bool = False,
+) -> Compose:
     """CHASE_DB1 preprocessing: RGB image in [0, 1], binary vessel label, binary FOV mask.
 
-    Images are read with PIL in row-major order (``reverse_indexing=False``), so tensors
-    are ``(C, H, W)`` like the files. ``scale`` resizes (area for images, nearest for
-    masks): 0.5 turns the 999×960 CHASE images into about 500×480.
+    Chain: :class:`ReadImaged` (PIL, ``(C, H, W)``) → ``EnsureChannelFirstd`` → image
+    ``ScaleIntensityRanged`` 0..255 → [0, 1] → label and FOV to {0, 1}
+    (:class:`BinarizeMaskd`, 0/1 and 0/255 files) → :class:`ValidateLabeld` (sizes) →
+    optional resize (``spatial_size``, else ``scale``; area for the image, nearest for
+    masks) → for training, crops and augmentation. Keys absent from an item (no ``fov``)
+    are skipped.
 
     Args:
-        mode: ``"train"`` (labeled patches with augmentation), ``"unlabeled"`` (image
-            patches with augmentation), ``"eval"`` (whole image, label and FOV) or
-            ``"infer"`` (whole image).
-        scale: resize factor.
-        patch_size: training patch size.
+        mode: ``"train"`` (image, label, fov: patches with augmentation), ``"unlabeled"``
+            (image patches with augmentation), ``"eval"`` (whole image, label and FOV,
+            with metadata) or ``"infer"`` (whole image, with metadata).
+        scale: resize factor (0.5 turns the 999×960 CHASE images into about 500×480).
+        patch_size: training patch size ``(H, W)``.
+        spatial_size: fixed ``(H, W)`` instead of ``scale``.
+        num_patches: patches per image in ``"train"``/``"unlabeled"`` (more than 1 gives a
+            list of items per image).
+        pos_neg: in ``"train"``, sample patches centred on vessel and background pixels
+            equally (``RandCropByPosNegLabeld``) instead of uniformly.
+
+    Returns:
+        a MONAI ``Compose``; outputs ``image`` float32 ``(3, H, W)``, ``label``/``fov`` int64 ``(1, H, W)``.
+
+    Raises:
+        ValueError: for an unknown mode, ``scale <= 0`` or ``num_patches < 1``.
     """
     _check_mode(mode)
+    if float(scale) <= 0:
+        raise ValueError(f"scale must be > 0, got {scale}.")
     keys = _keys_for(mode, ["label", "fov"])
     masks = [k for k in keys if k != "image"]
     chain: list = [
-        LoadImaged(keys, reader=PILReader(reverse_indexing=False), image_only=True, allow_missing_keys=True),
+        ReadImaged(keys, allow_missing_keys=True),
         EnsureChannelFirstd(keys, allow_missing_keys=True),
         ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0, b_max=1, clip=True),
     ]
     if masks:
-        chain.append(AsDiscreted(masks, threshold=0.5, allow_missing_keys=True))
-        chain.append(ValidateLabeld("label", num_classes=2))
-    if scale != 1.0:
+        chain.append(BinarizeMaskd(masks, allow_missing_keys=True))
+        chain.append(ValidateLabeld(masks, num_classes=2))
+    if spatial_size is not None:
+        chain.append(
+            Resized(
+                keys,
+                spatial_size=tuple(spatial_size),
+                mode=["area"] + ["nearest"] * len(masks),
+                allow_missing_keys=True,
+            )
+        )
+    elif float(scale) != 1.0:
         chain.append(
             Zoomd(keys, zoom=scale, mode=["area"] + ["nearest"] * len(masks), keep_size=False, allow_missing_keys=True)
         )
     if mode in ("train", "unlabeled"):
-        chain += _augment(keys, patch_size)
-    chain.append(EnsureTyped(keys, dtype=torch.float32, track_meta=mode in ("eval", "infer"), allow_missing_keys=True))
-    if masks:
-        chain.append(CastToTyped(masks, dtype=torch.long, allow_missing_keys=True))
-    return Compose(chain)
+        chain += _augment(keys, patch_size, num_patches, pos_neg and mode == "train")
+    return Compose(chain + _finish(keys, masks, mode))
 
 
 def covid_transforms(
-    mode: str, spatial_size: Sequence[int] | None = (256, 256), patch_size: Sequence[int] | None = None
+    mode: str,
+    spatial_size: Sequence[int] | None = (256, 256),
+    patch_size: Sequence[int] | None = None,
+    num_patches: int = 1,
 ) -> Compose:
     """COVID-19 CT slice preprocessing: grayscale image in [0, 1], labels 0 / GGO 1 / consolidation 2.
 
-    Slices vary in size (about 250-400 px), so they are resized to ``spatial_size``
-    (bilinear image, nearest label) for batching. Inference resizes the prediction back
-    to the original size (see :func:`monai_supmix.bundle.inference.segment_folder`).
+    Chain: :class:`ReadImaged` → ``EnsureChannelFirstd`` → :class:`ToGrayscaled` →
+    ``ScaleIntensityRanged`` 0..255 → [0, 1] → :class:`ValidateLabeld` (3 classes, same
+    size as the image) → ``Resized`` to ``spatial_size`` (bilinear image, nearest label:
+    slices vary in size, about 250-400 px) → crops and augmentation for training. In
+    ``"eval"``/``"infer"`` the outputs are ``MetaTensor`` s that record the resize, so
+    ``monai.transforms.Invertd`` (or ``meta["spatial_shape"]``, in PIL's ``(W, H)``
+    order) brings predictions back to the input size.
 
     Args:
         mode: as :func:`chase_transforms`.
-        spatial_size: common size, ``None`` keeps the original.
+        spatial_size: common ``(H, W)``; ``None`` keeps the original size.
         patch_size: random crop size for training (``None``: the whole resized slice).
+        num_patches: crops per slice in ``"train"``/``"unlabeled"``.
+
+    Returns:
+        a MONAI ``Compose``; outputs ``image`` float32 ``(1, H, W)``, ``label`` int64 ``(1, H, W)``.
+
+    Raises:
+        ValueError: for an unknown mode, or ``patch_size`` and ``spatial_size`` both
+            ``None`` in a training mode.
     """
     _check_mode(mode)
     keys = _keys_for(mode, ["label"])
+    masks = [k for k in keys if k != "image"]
     chain: list = [
-        LoadImaged(keys, reader=PILReader(reverse_indexing=False), image_only=True, allow_missing_keys=True),
+        ReadImaged(keys, allow_missing_keys=True),
         EnsureChannelFirstd(keys, allow_missing_keys=True),
         ToGrayscaled("image"),
         ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0, b_max=1, clip=True),
     ]
-    if "label" in keys:
-        chain.append(ValidateLabeld("label", num_classes=3))
+    if masks:
+        chain.append(ValidateLabeld(masks, num_classes=3))
     if spatial_size is not None:
         chain.append(
-            Resized(keys, spatial_size=spatial_size, mode=["bilinear", "nearest"][: len(keys)], allow_missing_keys=True)
+            Resized(
+                keys,
+                spatial_size=tuple(spatial_size),
+                mode=["bilinear"] + ["nearest"] * len(masks),
+                allow_missing_keys=True,
+            )
         )
     if mode in ("train", "unlabeled"):
-        chain += _augment(keys, patch_size or spatial_size or (256, 256))
-    chain.append(EnsureTyped(keys, dtype=torch.float32, track_meta=mode in ("eval", "infer"), allow_missing_keys=True))
-    if "label" in keys:
-        chain.append(CastToTyped("label", dtype=torch.long))
-    return Compose(chain)
-
-
+        crop = patch_size or spatial_size
+        if crop is None:
+            raise ValueError(f"mode {mode!r} needs patch_size or spatial_size to build batches of one size.")
+        chain += _augment(keys, crop, num_patches, pos_neg=False)
+    return Compose(chain + _finish(keys, masks, mode))

@@ -1,0 +1,81 @@
+"""Config validation of the bundles' top-level keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from monai_supmix.bundle import check_config, task_datalists, validate_values
+
+CONFIGS = Path(__file__).resolve().parents[2] / "bundles" / "chase" / "configs"
+
+
+def _config(**overrides):
+    with open(CONFIGS / "train.json") as f:
+        config = json.load(f)
+    config.update(overrides)
+    return config
+
+
+def test_shipped_config_is_valid():
+    assert check_config(_config(), str(CONFIGS))
+
+
+def test_unknown_key_is_named_with_suggestion():
+    with pytest.raises(ValueError, match=r"`num_labled` \(did you mean `num_labeled`\?\)"):
+        check_config(_config(num_labled=3), str(CONFIGS))
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("num_labeled", 0, "`num_labeled`: expected an integer >= 1"),
+        ("num_labeled", "4", "`num_labeled`: expected an integer >= 1"),
+        ("sufd", "false", "`sufd`: expected true or false"),
+        ("mix", "cutmix", "`mix`: expected one of"),
+        ("learning_rate", -1, "`learning_rate`: expected a positive number"),
+        ("confidence_threshold", 1.5, "`confidence_threshold`"),
+        ("ema_decay", 1.0, "`ema_decay`"),
+        ("patch_size", [8, 8], "`patch_size`"),
+        ("supmix_classes", [2], r"`supmix_classes`: expected a non-empty list of class indices in \[0, 1\]"),
+        ("supmix_classes", [], "`supmix_classes`"),
+        ("supmix_classes", "rarer", "`supmix_classes`"),
+    ],
+)
+def test_bad_values_name_the_key(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        validate_values(_config(**{key: value}))
+
+
+def test_missing_dataset_dir():
+    with pytest.raises(FileNotFoundError, match="`dataset_dir`"):
+        validate_values(_config(dataset_dir="/no/such/dir"))
+
+
+def test_expressions_are_not_checked():
+    validate_values(_config(num_labeled="@other_key", mix="$'none'"))
+
+
+def test_num_labeled_larger_than_data(tmp_path):
+    from monai_supmix.data import write_chase_phantoms
+
+    root = write_chase_phantoms(str(tmp_path / "chase"), num_images=6, size=(64, 64))
+    with pytest.raises(ValueError, match=r"num_labeled \(5\) \+ num_val \(2\) is larger than the 6"):
+        task_datalists("chase", root, num_labeled=5, num_val=2)
+    split = task_datalists("chase", root, num_labeled=2, num_val=2)
+    assert [i["id"] for i in split["labeled"]] == ["Image_01L", "Image_01R"]
+    assert [i["id"] for i in split["validation"]] == ["Image_03L", "Image_03R"]
+    assert all("label" not in i for i in split["unlabeled"]) and len(split["unlabeled"]) == 2
+
+
+def test_datalist_file(tmp_path):
+    content = {"labeled": [{"image": f"{i}.png", "label": f"{i}_l.png"} for i in range(3)], "unlabeled": [{"image": "u.png", "label": "leak.png"}]}
+    path = tmp_path / "datalist.json"
+    path.write_text(json.dumps(content))
+    split = task_datalists("chase", datalist_file=str(path), num_val=1)
+    assert len(split["labeled"]) == 2 and len(split["validation"]) == 1
+    assert split["unlabeled"] == [{"image": "u.png"}]
+    with pytest.raises(ValueError, match="non-empty 'labeled' list"):
+        task_datalists("chase", datalist_file={"unlabeled": []})
