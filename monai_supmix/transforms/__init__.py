@@ -1,5 +1,28 @@
-"""MONAI-style transforms for Supervised ClassMix (SupMix) and ClassMix."""
+"""MONAI-style transforms for Supervised ClassMix (SupMix) and ClassMix: functional, array and dictionary."""
 
+from .array import ClassMix, SupervisedClassMix
+from .dictionary import (
+    ClassMixd,
+    ClassMixD,
+    ClassMixDict,
+    SupervisedClassMixd,
+    SupervisedClassMixD,
+    SupervisedClassMixDict,
+)
 from .functional import CLASS_POLICIES, class_frequencies, class_mix, select_classes, supervised_class_mix
 
-__all__ = ["CLASS_POLICIES", "class_frequencies", "class_mix", "select_classes", "supervised_class_mix"]
+__all__ = [
+    "CLASS_POLICIES",
+    "class_frequencies",
+    "class_mix",
+    "select_classes",
+    "supervised_class_mix",
+    "SupervisedClassMix",
+    "ClassMix",
+    "SupervisedClassMixd",
+    "SupervisedClassMixD",
+    "SupervisedClassMixDict",
+    "ClassMixd",
+    "ClassMixD",
+    "ClassMixDict",
+]

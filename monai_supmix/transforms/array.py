@@ -1,0 +1,149 @@
+"""Array transforms for SupMix and ClassMix on single channel-first items.
+
+They wrap :mod:`.functional` (one implementation): the item gets a batch dimension,
+the batched function mixes it, the batch dimension is removed and the output is
+converted back to the input's type (numpy, torch or ``MetaTensor`` with its metadata).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from monai.config.type_definitions import NdarrayOrTensor
+from monai.transforms import RandomizableTransform
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
+
+from .functional import CLASS_POLICIES, class_mix, select_classes, supervised_class_mix
+
+__all__ = ["SupervisedClassMix", "ClassMix"]
+
+
+class _ClassPaste(RandomizableTransform):
+    """Shared logic of :class:`SupervisedClassMix` and :class:`ClassMix`."""
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+    _function = staticmethod(supervised_class_mix)
+    _default_classes: Sequence[int] | str = "rarest"
+
+    def __init__(
+        self,
+        classes: Sequence[int] | str | None = None,
+        prob: float = 1.0,
+        num_classes: int | None = None,
+        class_frequencies: Sequence[float] | None = None,
+        num_select: int | None = None,
+    ) -> None:
+        RandomizableTransform.__init__(self, prob)
+        classes = self._default_classes if classes is None else classes
+        if isinstance(classes, str):
+            if classes not in CLASS_POLICIES:
+                raise ValueError(f"classes must be a list of class indices or one of {CLASS_POLICIES}, got {classes!r}.")
+        else:
+            classes = [int(c) for c in classes]
+            if not classes:
+                raise ValueError("classes must not be empty: give at least one class index to paste.")
+        self.classes = classes
+        self.num_classes = num_classes
+        self.class_frequencies = class_frequencies
+        self.num_select = num_select
+        self._chosen: list[int] | None = None
+
+    def randomize(self, source_label: torch.Tensor | None = None) -> None:  # type: ignore[override]
+        """Decide whether to apply (``prob``) and draw the classes for ``source_label``."""
+        super().randomize(None)
+        self._chosen = None
+        if not self._do_transform or source_label is None:
+            return
+        labels = source_label[None]
+        num_classes = self.num_classes or (labels.shape[1] if labels.shape[1] > 1 else int(labels.max()) + 1)
+        num_classes = max(int(num_classes), 2)
+        self._chosen = select_classes(
+            self.classes,
+            labels,
+            num_classes,
+            generator=self.R,
+            class_frequencies=self.class_frequencies,
+            num_select=self.num_select,
+        )[0]
+
+    def __call__(  # type: ignore[override]
+        self,
+        image: NdarrayOrTensor,
+        label: NdarrayOrTensor,
+        source_image: NdarrayOrTensor,
+        source_label: NdarrayOrTensor,
+        randomize: bool = True,
+    ) -> tuple[NdarrayOrTensor, NdarrayOrTensor, NdarrayOrTensor]:
+        """Mix one item; returns ``(image, label, mask)`` of the destination's type.
+
+        Raises:
+            TypeError: for inputs that are neither numpy arrays nor tensors.
+            ValueError: for mismatched shapes or bad labels (see :mod:`.functional`).
+        """
+        for name, value in (("image", image), ("label", label), ("source image", source_image), ("source label", source_label)):
+            if not isinstance(value, (np.ndarray, torch.Tensor)):
+                raise TypeError(f"{type(self).__name__}: {name} must be a numpy array or a tensor, got {type(value).__name__}.")
+        img_t = convert_to_tensor(image, track_meta=False)
+        lab_t = convert_to_tensor(label, track_meta=False)
+        src_img = convert_to_tensor(source_image, track_meta=False, device=img_t.device)
+        src_lab = convert_to_tensor(source_label, track_meta=False, device=lab_t.device)
+        if randomize:
+            self.randomize(src_lab)
+        if not self._do_transform or not self._chosen:
+            mask = torch.zeros((1, *img_t.shape[1:]), dtype=torch.bool, device=img_t.device)
+            return image, label, convert_to_dst_type(mask, image, dtype=bool)[0] if isinstance(image, np.ndarray) else mask
+        out_img, out_lab, mask = self._function(
+            img_t[None], lab_t[None], src_img[None], src_lab[None], [self._chosen], num_classes=self.num_classes
+        )
+        out_img = convert_to_dst_type(out_img[0], image)[0]
+        out_lab = convert_to_dst_type(out_lab[0], label, dtype=label.dtype)[0]
+        mask = mask[0] if not isinstance(image, np.ndarray) else mask[0].cpu().numpy()
+        return out_img, out_lab, mask
+
+
+class SupervisedClassMix(_ClassPaste):
+    """Supervised ClassMix (SupMix) on one item.
+
+    Pastes the pixels of the chosen classes of a labeled image (its ground truth decides
+    which pixels) onto an unlabeled image, and the same ground-truth classes onto the
+    unlabeled image's pseudo-label. Channel-first inputs, 2-D or 3-D; numpy, torch or
+    ``MetaTensor`` (the unlabeled item's metadata is kept).
+
+    Args:
+        classes: class indices to paste (the paper's manual choice, e.g. ``[1]`` for
+            vessels or ``[1, 2]`` for GGO and consolidation), or a policy:
+            ``"rarest"`` (default: all classes but the most frequent),
+            ``"inverse_frequency"`` or ``"random_half"``.
+        prob: probability of mixing; otherwise the inputs are returned unchanged.
+        num_classes: number of classes (validates indices; inferred when ``None``).
+        class_frequencies: pixel counts per class of the labeled set, for the rarity
+            policies (the source label's own counts when ``None``).
+        num_select: number of classes picked by ``"rarest"``.
+
+    Example::
+
+        mix = SupervisedClassMix(classes=[1], prob=0.5)
+        mix.set_random_state(0)
+        image, pseudo_label, mask = mix(image_u, pseudo_u, image_l, label_l)
+    """
+
+    def __call__(self, image, label, image_l, label_l, randomize: bool = True):  # type: ignore[override]
+        """Mix ``(image_l, label_l)`` (labeled, ground truth) into ``(image, label)`` (unlabeled, pseudo-label)."""
+        return super().__call__(image, label, image_l, label_l, randomize)
+
+
+class ClassMix(_ClassPaste):
+    """Conventional ClassMix on one item: paste classes of image ``b`` (by its pseudo-label) onto image ``a``.
+
+    Same arguments as :class:`SupervisedClassMix`; the default policy is ClassMix's
+    ``"random_half"`` (a random half of the classes present in ``label_b``).
+    """
+
+    _function = staticmethod(class_mix)
+    _default_classes = "random_half"
+
+    def __call__(self, image, label, image_b, label_b, randomize: bool = True):  # type: ignore[override]
+        """Mix ``(image_b, label_b)`` into ``(image, label)``."""
+        return super().__call__(image, label, image_b, label_b, randomize)

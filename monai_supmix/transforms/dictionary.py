@@ -1,0 +1,118 @@
+"""Dictionary transforms for SupMix and ClassMix, for ``Compose`` pipelines.
+
+A sample pairs an unlabeled (destination) item and its partner (source) in one
+dictionary, e.g. built with :class:`monai.data.ZipDataset` or by a pairing dataset:
+``{"image", "label" (pseudo-label), "labeled_image", "labeled_label"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, RandomizableTransform
+
+from .array import ClassMix, SupervisedClassMix
+
+__all__ = [
+    "SupervisedClassMixd",
+    "SupervisedClassMixD",
+    "SupervisedClassMixDict",
+    "ClassMixd",
+    "ClassMixD",
+    "ClassMixDict",
+]
+
+
+class _ClassPasted(RandomizableTransform, MapTransform):
+    array_class: type = SupervisedClassMix
+
+    def __init__(
+        self,
+        keys: KeysCollection = ("image", "label"),
+        labeled_keys: Sequence[str] = ("labeled_image", "labeled_label"),
+        classes: Sequence[int] | str | None = None,
+        prob: float = 1.0,
+        num_classes: int | None = None,
+        class_frequencies: Sequence[float] | None = None,
+        num_select: int | None = None,
+        mask_key: str | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        if len(self.keys) != 2 or len(labeled_keys) != 2:
+            raise ValueError(
+                f"keys and labeled_keys must each name (image, label), got keys={self.keys} labeled_keys={tuple(labeled_keys)}."
+            )
+        self.labeled_keys = tuple(labeled_keys)
+        self.mask_key = mask_key
+        self.mixer = self.array_class(
+            classes=classes, prob=1.0, num_classes=num_classes, class_frequencies=class_frequencies, num_select=num_select
+        )
+
+    def set_random_state(self, seed: int | None = None, state=None):
+        super().set_random_state(seed, state)
+        self.mixer.set_random_state(seed, state)
+        return self
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        needed = [*self.keys, *self.labeled_keys]
+        missing = [k for k in needed if k not in d]
+        if missing:
+            if self.allow_missing_keys:
+                return d
+            raise KeyError(f"{type(self).__name__}: missing key(s) {missing}; the sample has keys {sorted(map(str, d))}.")
+        self.randomize(None)
+        image_key, label_key = self.keys
+        src_image_key, src_label_key = self.labeled_keys
+        if not self._do_transform:
+            if self.mask_key is not None:
+                d[self.mask_key] = self._empty_mask(d[image_key])
+            return d
+        d[image_key], d[label_key], mask = self.mixer(d[image_key], d[label_key], d[src_image_key], d[src_label_key])
+        if self.mask_key is not None:
+            d[self.mask_key] = mask
+        return d
+
+    @staticmethod
+    def _empty_mask(image):
+        shape = (1, *image.shape[1:])
+        return np.zeros(shape, dtype=bool) if isinstance(image, np.ndarray) else torch.zeros(shape, dtype=torch.bool)
+
+
+class SupervisedClassMixd(_ClassPasted):
+    """Dictionary form of :class:`~monai_supmix.transforms.SupervisedClassMix`.
+
+    Args:
+        keys: ``(image, label)`` keys of the unlabeled item (label = pseudo-label).
+        labeled_keys: ``(image, label)`` keys of its labeled partner in the same dict.
+        classes, prob, num_classes, class_frequencies, num_select: see :class:`SupervisedClassMix`.
+        mask_key: if given, the paste mask (``1×spatial`` bool) is stored under this key.
+        allow_missing_keys: return the sample unchanged when a key is missing instead of raising.
+
+    Raises:
+        KeyError: when a key is missing (naming it).
+
+    Example::
+
+        pipeline = Compose([..., SupervisedClassMixd(classes=[1, 2], prob=0.5, mask_key="mix_mask")])
+    """
+
+    array_class = SupervisedClassMix
+
+
+class ClassMixd(_ClassPasted):
+    """Dictionary form of :class:`~monai_supmix.transforms.ClassMix` (partner keys ``labeled_keys``).
+
+    Default policy ``"random_half"``; see :class:`SupervisedClassMixd` for the arguments.
+    """
+
+    array_class = ClassMix
+
+
+SupervisedClassMixD = SupervisedClassMixDict = SupervisedClassMixd
+ClassMixD = ClassMixDict = ClassMixd
