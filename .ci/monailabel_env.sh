@@ -6,7 +6,8 @@
 # MONAI Label 0.8.5 pins older libraries (numpy<2, pydicom<3, ...) and needs torchvision, so it
 # lives in its own venv rather than in the one the package's tests use. Roughly 8 GB (torch 2.14.1
 # brings its CUDA libraries; no CPU build of torchvision exists for this torch). Idempotent: a
-# stamp file records a hash of this script and of setup.cfg; when it matches, nothing is done.
+# stamp file records a hash of this script, setup.cfg and the checkout's path; when it matches,
+# nothing is done (a re-run after a change re-installs in place, in about 20 s).
 # Environment: PYTHON (interpreter for the venv, default python3), MONAILABEL_ENV_FORCE=1 to
 # rebuild from scratch.
 set -euo pipefail
@@ -16,8 +17,8 @@ VENV="${1:-$ROOT/.venv-monailabel}"
 PYTHON="${PYTHON:-python3}"
 STAMP="$VENV/.monai_supmix_monailabel_env"
 
-# Everything this venv gets, pinned. The pins after monai are what `monailabel start_server`
-# needs to start with monailabel 0.8.5 (newer majors changed APIs it calls).
+# Everything this venv gets, pinned. The caps after monai are what earlier trials on these
+# machines needed for `monailabel start_server` (0.8.5) to come up.
 read -r -d '' CONSTRAINTS <<'PINS' || true
 torch==2.14.1
 torchvision==0.29.1
@@ -29,7 +30,9 @@ pynetdicom<3
 dicomweb-client<0.60
 PINS
 
-KEY="$(cat "$0" "$ROOT/setup.cfg" | sha256sum | cut -d' ' -f1)"
+# The key covers the checkout's path too: the editable install points at it, so a venv kept
+# outside the checkout (e.g. reused by CI across clones) is re-pointed when the checkout moves.
+KEY="$( (cat "${BASH_SOURCE[0]}" "$ROOT/setup.cfg"; echo "$ROOT") | sha256sum | cut -d' ' -f1)"
 if [[ "${MONAILABEL_ENV_FORCE:-0}" != "1" && -f "$STAMP" && "$(cat "$STAMP")" == "$KEY" ]]; then
     echo "monailabel_env: $VENV is up to date"
     exit 0

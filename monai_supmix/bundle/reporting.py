@@ -19,6 +19,9 @@ def report_training(evaluator, ckpt_dir: str) -> dict:
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}
     best = float(evaluator.state.best_metric)
+    if int(evaluator.state.best_metric_epoch) <= 0:
+        print(f"Training finished without validation (val_interval larger than max_epochs); checkpoints in {ckpt_dir}", flush=True)
+        return {"best_val_miou": None, "best_epoch": None, "model": None}
     summary = {
         "best_val_miou": best,
         "best_epoch": int(evaluator.state.best_metric_epoch),

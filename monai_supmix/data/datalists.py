@@ -53,7 +53,8 @@ def chase_datalist(root: str, require_labels: bool = True) -> list[dict]:
         item = {"image": os.path.join(image_dir, name), "id": stem}
         dirs = [root, os.path.join(root, "labels"), image_dir]
         label = _first_existing([os.path.join(d, f"{stem}_1stHO.png") for d in dirs])
-        second = _first_existing([os.path.join(d, f"{stem}_2ndHO.png") for d in dirs + [os.path.join(root, "labels_2nd")]])
+        second_dirs = dirs + [os.path.join(root, "labels_2nd")]
+        second = _first_existing([os.path.join(d, f"{stem}_2ndHO.png") for d in second_dirs])
         fov = _first_existing(
             [os.path.join(root, "fov", f"{stem}.png")]
             + [os.path.join(d, f"{stem}_fov.png") for d in dirs]
@@ -394,8 +395,8 @@ def split_datalist(
             raise ValueError(f"labeled_ids and val_ids must be disjoint, both contain {sorted(both)[:5]}.")
     if num_labeled is not None and num_val is not None and num_labeled + num_val > n:
         raise ValueError(
-            f"num_labeled ({num_labeled}) + num_val ({num_val}) = {num_labeled + num_val} is larger than the "
-            f"{n} items of the datalist."
+            f"num_labeled={num_labeled} is impossible: num_labeled ({num_labeled}) + num_val ({num_val}) = "
+            f"{num_labeled + num_val} is larger than the {n} items of the datalist."
         )
     order = list(range(n))
     if shuffle:

@@ -90,7 +90,7 @@ def _check_readable(path: str, kind: str) -> None:
             from PIL import Image
 
             with Image.open(path) as im:
-                im.verify()
+                im.load()  # decodes the pixels: catches truncated JPEGs that verify() lets through
     except Exception as e:
         raise ValueError(f"cannot read {kind} input {path!r}: {type(e).__name__}: {e}") from e
 

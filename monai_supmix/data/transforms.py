@@ -55,6 +55,11 @@ __all__ = [
 MODES = ("train", "unlabeled", "eval", "infer")
 
 
+def _show(values: list) -> list:
+    """Values for messages: integral floats as ints (``7`` rather than ``7.0``), at most 10."""
+    return [int(v) if float(v).is_integer() else v for v in values[:10]]
+
+
 def _source(data: Mapping, key: Hashable) -> str:
     """The file a value was loaded from (``MetaTensor.meta["filename_or_obj"]``), else the key."""
     value = data.get(key)
@@ -127,7 +132,7 @@ class BinarizeMaskd(MapTransform):
             if values <= {0, 255}:
                 d[key] = mask / 255
                 continue
-            shown = sorted(values)[:10]
+            shown = _show(sorted(values))
             raise ValueError(f"{key} mask {_source(d, key)} must be binary (0/1 or 0/255), found values {shown}.")
         return d
 
@@ -171,7 +176,7 @@ class ValidateLabeld(MapTransform):
             bad = [v for v in values if v < 0 or v >= self.num_classes or v != int(v)]
             if bad:
                 raise ValueError(
-                    f"label {_source(d, key)} holds values {bad[:10]} outside the classes 0..{self.num_classes - 1}."
+                    f"label {_source(d, key)} holds values {_show(bad)} outside the classes 0..{self.num_classes - 1}."
                 )
             if self.image_key in d and tuple(d[self.image_key].shape[1:]) != tuple(label.shape[1:]):
                 raise ValueError(

@@ -21,7 +21,19 @@ __all__ = ["SupervisedClassMix", "ClassMix"]
 
 
 class _ClassPaste(RandomizableTransform):
-    """Shared logic of :class:`SupervisedClassMix` and :class:`ClassMix`."""
+    """Shared logic of :class:`SupervisedClassMix` and :class:`ClassMix`.
+
+    Args:
+        classes: class indices to paste or a policy of :data:`~.functional.CLASS_POLICIES`
+            (``None``: the subclass default).
+        prob: probability of mixing.
+        num_classes: number of classes (inferred from the source label when ``None``).
+        class_frequencies: per-class pixel counts for ``"rarest"`` / ``"inverse_frequency"``.
+        num_select: number of classes picked by ``"rarest"``.
+
+    Raises:
+        ValueError: for an empty class list or an unknown policy name.
+    """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
     _function = staticmethod(supervised_class_mix)
@@ -57,16 +69,33 @@ class _ClassPaste(RandomizableTransform):
         if not self._do_transform or source_label is None:
             return
         labels = source_label[None]
-        num_classes = self.num_classes or (labels.shape[1] if labels.shape[1] > 1 else int(labels.max()) + 1)
-        num_classes = max(int(num_classes), 2)
         self._chosen = select_classes(
             self.classes,
             labels,
-            num_classes,
+            self._resolve_num_classes(labels),
             generator=self.R,
             class_frequencies=self.class_frequencies,
             num_select=self.num_select,
         )[0]
+
+    def _resolve_num_classes(self, labels: torch.Tensor) -> int:
+        """``num_classes`` if given, else the length of ``class_frequencies``, the channels of a soft
+        label, or one more than the largest index among the label and the requested classes."""
+        if self.num_classes is not None:
+            return int(self.num_classes)
+        if self.class_frequencies is not None:
+            return len(self.class_frequencies)
+        if labels.shape[1] > 1:
+            return int(labels.shape[1])
+        if labels.is_floating_point():
+            raise ValueError(
+                f"the source label (`label_l` / `label_b`) is a 1-channel label of dtype {labels.dtype}: expected integer class indices "
+                "(or C=num_classes one-hot/probabilities)."
+            )
+        largest = int(labels.max()) if labels.numel() else 0
+        if not isinstance(self.classes, str):
+            largest = max(largest, *self.classes)
+        return max(largest + 1, 2)
 
     def __call__(  # type: ignore[override]
         self,
@@ -76,7 +105,19 @@ class _ClassPaste(RandomizableTransform):
         source_label: NdarrayOrTensor,
         randomize: bool = True,
     ) -> tuple[NdarrayOrTensor, NdarrayOrTensor, NdarrayOrTensor]:
-        """Mix one item; returns ``(image, label, mask)`` of the destination's type.
+        """Mix one item.
+
+        Args:
+            image: destination image ``C×spatial`` (2-D or 3-D spatial).
+            label: its (pseudo-)label, ``1×spatial`` integer indices or ``K×spatial`` soft.
+            source_image: source image, same shape as ``image``.
+            source_label: source label (ground truth for SupMix), indices or one-hot.
+            randomize: draw ``prob`` and the classes anew; ``False`` reuses the last draw.
+
+        Returns:
+            ``(image, label, mask)``: image and label of the destination's type (numpy,
+            torch or ``MetaTensor`` with the destination's metadata) and the ``1×spatial``
+            bool paste mask (numpy for numpy inputs, else a tensor).
 
         Raises:
             TypeError: for inputs that are neither numpy arrays nor tensors.

@@ -27,6 +27,13 @@ __all__ = [
 
 
 class _ClassPasted(RandomizableTransform, MapTransform):
+    """Shared logic of :class:`SupervisedClassMixd` and :class:`ClassMixd`.
+
+    The dictionary transform draws ``prob`` with its own random state, then delegates the
+    class draw and the paste to its array transform (``self.mixer``).
+    """
+
+    backend = SupervisedClassMix.backend
     array_class: type = SupervisedClassMix
 
     def __init__(
@@ -53,12 +60,27 @@ class _ClassPasted(RandomizableTransform, MapTransform):
             classes=classes, prob=1.0, num_classes=num_classes, class_frequencies=class_frequencies, num_select=num_select
         )
 
-    def set_random_state(self, seed: int | None = None, state=None):
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> _ClassPasted:
+        """Seed this transform and its array transform (the class draws) for reproducibility."""
         super().set_random_state(seed, state)
         self.mixer.set_random_state(seed, state)
         return self
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        """Mix the partner item into the destination item of ``data``.
+
+        Args:
+            data: a mapping holding ``keys`` (destination image and label) and
+                ``labeled_keys`` (source image and label), channel-first numpy arrays or tensors.
+
+        Returns:
+            a shallow copy of ``data`` with the mixed image and label under ``keys`` and, when
+            ``mask_key`` is set, the ``1×spatial`` bool paste mask.
+
+        Raises:
+            KeyError: when a key is missing and ``allow_missing_keys`` is False (naming it).
+            TypeError, ValueError: see the array transform.
+        """
         d = dict(data)
         needed = [*self.keys, *self.labeled_keys]
         missing = [k for k in needed if k not in d]

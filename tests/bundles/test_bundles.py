@@ -145,3 +145,20 @@ def test_python_m_monai_bundle_command(phantom_cache, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best validation mIoU" in proc.stdout
     assert os.path.isfile(tmp_path / "out" / "models" / "model.pt")
+
+
+@pytest.mark.parametrize("bundle", ["chase", "covid19"])
+def test_ckpt_export_and_verify_net_in_out(bundle, tmp_path):
+    from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
+
+    meta, infer = str(REPO / "bundles" / bundle / "configs" / "metadata.json"), config(bundle, "inference")[0]
+    verify_net_in_out(net_id="network_def", meta_file=meta, config_file=infer)
+    parser = ConfigParser()
+    parser.read_config(infer)
+    parser["bundle_root"] = str(tmp_path)
+    ckpt = tmp_path / "model.pt"
+    torch.save(parser.get_parsed_content("network_def").state_dict(), ckpt)
+    ckpt_export(net_id="network_def", filepath=str(tmp_path / "model.ts"), ckpt_file=str(ckpt), meta_file=meta, config_file=infer)
+    scripted = torch.jit.load(str(tmp_path / "model.ts"))
+    channels = json.load(open(meta))["network_data_format"]["inputs"]["image"]["num_channels"]
+    assert scripted(torch.zeros(1, channels, 96, 96)).shape[1] == len(json.load(open(config(bundle, "train")[0]))["class_names"])
