@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output-dir", type=Path, default=Path("docs/benchmarks"))
     args = parser.parse_args(argv)
     wall_start = time.perf_counter()
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     torch.manual_seed(args.seed)
     shape = (args.batch, 3, args.size, args.size)
     image_u, image_l = torch.rand(shape), torch.rand(shape)
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
             "torch": torch.__version__,
             "monai": monai.__version__,
             "torch_threads": torch.get_num_threads(),
+            "load_average_1_5_15_min_at_start": load_before,
         },
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -131,7 +133,8 @@ on the same batch. Median after {args.warmup} warm-up runs.
 | **ratio** (target ≤ {TARGET_RATIO:.0%}) | | **{ratio:.3%}** {"(met)" if ratio <= TARGET_RATIO else "(missed)"} |
 
 Machine: {m["platform"]}, {m["cpu_count"]} CPUs, torch {m["torch"]} ({m["torch_threads"]} threads),
-MONAI {m["monai"]}; {result["date"]}; script wall time {result["total_wall_time_s"]:.0f} s.
+MONAI {m["monai"]}; {result["date"]}; script wall time {result["total_wall_time_s"]:.0f} s;
+1-min load average at start {load_before[0] if load_before else float("nan"):.1f} (other processes share the CPUs).
 
 Command:
 
