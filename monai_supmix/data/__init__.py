@@ -12,6 +12,7 @@ from .synthetic import (
 from .transforms import (
     MODES,
     BinarizeMaskd,
+    DefaultMaskd,
     ReadImaged,
     ToGrayscaled,
     ValidateLabeld,
@@ -37,6 +38,7 @@ __all__ = [
     "write_chase_phantoms",
     "write_covid_phantoms",
     "BinarizeMaskd",
+    "DefaultMaskd",
     "ReadImaged",
     "ToGrayscaled",
     "ValidateLabeld",

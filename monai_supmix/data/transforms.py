@@ -46,6 +46,7 @@ __all__ = [
     "MODES",
     "ReadImaged",
     "BinarizeMaskd",
+    "DefaultMaskd",
     "ValidateLabeld",
     "ToGrayscaled",
     "chase_transforms",
@@ -253,6 +254,30 @@ def _augment(keys: list[str], patch_size: Sequence[int], num_patches: int, pos_n
     ]
 
 
+class DefaultMaskd(MapTransform):
+    """Add an all-ones mask (e.g. a field of view) where an item has none.
+
+    CHASE-like folders may come without FOV masks; evaluation restricts metrics to
+    ``fov``, so an absent mask means "the whole image".
+
+    Args:
+        keys: mask keys to fill in when absent.
+        reference_key: key whose spatial shape the mask takes.
+    """
+
+    def __init__(self, keys: KeysCollection, reference_key: str = "image") -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.reference_key = reference_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.keys:
+            if key not in d and self.reference_key in d:
+                reference = d[self.reference_key]
+                d[key] = torch.ones((1, *reference.shape[1:]), dtype=torch.long)
+        return d
+
+
 def _finish(keys: list[str], masks: list[str], mode: str) -> list:
     chain: list = [
         EnsureTyped(keys, dtype=torch.float32, track_meta=mode in ("eval", "infer"), allow_missing_keys=True)
@@ -325,6 +350,8 @@ def chase_transforms(
         )
     if mode in ("train", "unlabeled"):
         chain += _augment(keys, patch_size, num_patches, pos_neg and mode == "train")
+    if mode == "eval":
+        chain.append(DefaultMaskd("fov"))
     return Compose(chain + _finish(keys, masks, mode))
 
 

@@ -149,3 +149,15 @@ def test_covid_label_out_of_range(covid_items, tmp_path):
     with pytest.raises(RuntimeError) as err:
         covid_transforms("eval")({**item, "label": str(tmp_path / "rgb_label.png")})
     assert "single-channel" in str(_cause(err.value))
+
+
+def test_chase_eval_without_fov_gets_full_mask(tmp_path):
+    import os
+
+    from monai_supmix.data import chase_datalist, chase_transforms, write_chase_phantoms
+
+    root = write_chase_phantoms(str(tmp_path / "c"), num_images=2, size=(48, 48))
+    item = {k: v for k, v in chase_datalist(root)[0].items() if k != "fov"}
+    out = chase_transforms("eval")(item)
+    assert out["fov"].shape == (1, 48, 48) and int(out["fov"].min()) == 1
+    assert os.path.isfile(item["image"])
