@@ -65,7 +65,9 @@ def test_chase_modes(chase_items):
     sized = chase_transforms("eval", spatial_size=(40, 50))(item)
     assert sized["image"].shape == (3, 40, 50) and set(torch.unique(sized["label"]).tolist()) <= {0, 1}
     no_fov = chase_transforms("eval", scale=0.5)({k: v for k, v in item.items() if k != "fov"})
-    assert "fov" not in no_fov and no_fov["label"].shape == (1, 32, 40)
+    # no FOV mask on disk: evaluation gets an all-ones FOV (metrics over the whole image)
+    assert no_fov["label"].shape == (1, 32, 40) and no_fov["fov"].shape == (1, 32, 40)
+    assert int(no_fov["fov"].min()) == 1
     with pytest.raises(ValueError, match="mode must be one of"):
         chase_transforms("test")
 
