@@ -9,11 +9,11 @@ are the unlabeled set. These helpers turn the datastore's two lists into the
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
+
+from monai_supmix.handlers.metrics_writer import write_json_atomic
 
 __all__ = ["datastore_datalist", "write_datalist_file", "DATALIST_FILENAME"]
 
@@ -93,17 +93,6 @@ def datastore_datalist(
 
 
 def write_datalist_file(content: Mapping, path: str) -> str:
-    """Write a datalist JSON atomically (temporary file, then rename) and return its path."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_datalist_", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(dict(content), f, indent=2)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write a datalist JSON atomically (temporary file, then rename) and return its absolute path."""
+    write_json_atomic(dict(content), path)
     return os.path.abspath(path)
