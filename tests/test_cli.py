@@ -1,0 +1,50 @@
+"""Tests of the ``monai-supmix`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from monai_supmix.cli import main
+
+
+def test_phantoms_then_check_data_chase(tmp_path, capsys):
+    out = tmp_path / "chase"
+    assert main(["phantoms", "chase", str(out), "--num_images", "8", "--size", "64", "64"]) == 0
+    assert len(os.listdir(out / "images")) == 8
+    assert len(os.listdir(out / "labels")) == 8
+    capsys.readouterr()
+    assert main(["check-data", "chase", str(out), "--num_labeled", "2", "--num_val", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"] == {"labeled": 2, "unlabeled": 4, "validation": 2}
+    assert all("label" not in item for item in report["unlabeled"])
+    assert [i["id"] for i in report["labeled"]] == ["Image_01L", "Image_01R"]
+
+
+def test_phantoms_covid_nifti(tmp_path, capsys):
+    out = tmp_path / "covid"
+    code = main(["phantoms", "covid19", str(out), "--num_images", "3", "--num_unlabeled", "2", "--size", "48", "48", "--layout", "nifti"])
+    assert code == 0
+    assert any(f.endswith((".nii", ".nii.gz")) for _, _, files in os.walk(out) for f in files)
+
+
+def test_check_data_errors_name_the_problem(tmp_path, capsys):
+    out = tmp_path / "chase"
+    main(["phantoms", "chase", str(out), "--num_images", "4", "--size", "48", "48"])
+    capsys.readouterr()
+    assert main(["check-data", "chase", str(out), "--num_labeled", "4", "--num_val", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "num_labeled (4) + num_val (2)" in err
+    assert main(["check-data", "chase", "--datalist_file", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["check-data", "chase"])
+
+
+def test_console_entry_point_module():
+    result = subprocess.run([sys.executable, "-m", "monai_supmix.cli", "version"], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("monai_supmix ")
