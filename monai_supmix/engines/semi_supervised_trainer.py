@@ -103,11 +103,13 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             re-seeded from ``seed`` and the iteration, so a resumed run draws the same.
         on_nonfinite: ``"raise"`` stops training with ``FloatingPointError`` before the
             weights are touched; ``"skip"`` warns and skips the update.
-        epoch_length, non_blocking, prepare_batch, iteration_update, inferer,
-        postprocessing, key_train_metric, additional_metrics, metric_cmp_fn,
-        train_handlers, amp, event_names, event_to_attr, decollate, optim_set_to_none,
-        to_kwargs, amp_kwargs: as in :class:`monai.engines.SupervisedTrainer`. ``amp``
-            takes effect on CUDA only (a warning says so on other devices).
+        epoch_length: as in :class:`monai.engines.SupervisedTrainer`, like the arguments
+            that follow it (``non_blocking``, ``prepare_batch``, ``iteration_update``,
+            ``inferer``, ``postprocessing``, ``key_train_metric``, ``additional_metrics``,
+            ``metric_cmp_fn``, ``train_handlers``, ``amp``, ``event_names``,
+            ``event_to_attr``, ``decollate``, ``optim_set_to_none``, ``to_kwargs``,
+            ``amp_kwargs``). ``amp`` takes effect on CUDA only (a warning says so on
+            other devices).
 
     Raises:
         ValueError: for an unknown ``mix``, an empty unlabeled loader, SUFD without an
