@@ -218,13 +218,18 @@ def main() -> None:
     parser.add_argument("--max-runs", type=int, default=None)
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None, help="restrict to datasets (chase covid19)")
+    parser.add_argument("--methods", nargs="*", default=None, choices=sorted(METHODS), help="restrict to methods")
     parser.add_argument("--list", action="store_true", help="print the grid and exit")
     args = parser.parse_args()
     if not (DATA / "chase").is_dir() or not (DATA / "covid19").is_dir():
         sys.exit(f"real data not found under {DATA}; see ../shared/data/README.md")
     records = load_results()
     done = {r["id"] for r in records}
-    todo = [g for g in grid(args.seeds) if not args.only or g[0] in args.only]
+    todo = [
+        g
+        for g in grid(args.seeds)
+        if (not args.only or g[0] in args.only) and (not args.methods or g[2] in args.methods)
+    ]
     if args.list:
         for g in todo:
             rid = run_id(args.protocol, *g)
