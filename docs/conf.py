@@ -10,11 +10,11 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
-import monai_supmix  # noqa: E402
+import monai_supmix
 
 project = "monai_supmix"
 author = "monai_supmix contributors"
-copyright = "2025, monai_supmix contributors"  # noqa: A001
+copyright = "2025, monai_supmix contributors"
 release = monai_supmix.__version__
 version = release
 
@@ -62,7 +62,7 @@ suppress_warnings = ["myst.header"]
 class _PendingBenchmarkReportFilter:
     """Drop "cross-reference target not found" warnings for not-yet-written benchmark reports."""
 
-    def filter(self, record) -> bool:  # noqa: A003 (logging.Filter protocol)
+    def filter(self, record) -> bool:
         if getattr(record, "type", None) != "myst" or getattr(record, "subtype", None) != "xref_missing":
             return True
         location = str(getattr(record, "location", "") or "")

@@ -28,22 +28,22 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from ignite.engine import Events  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
-from monai.data import DataLoader, Dataset  # noqa: E402
-from monai.inferers import SlidingWindowInferer  # noqa: E402
-from monai.losses import DiceCELoss  # noqa: E402
-from monai.networks.nets import UNet  # noqa: E402
-from monai.transforms import Compose, RandFlipd, RandSpatialCropd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from ignite.engine import Events
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from monai.data import DataLoader, Dataset
+from monai.inferers import SlidingWindowInferer
+from monai.losses import DiceCELoss
+from monai.networks.nets import UNet
+from monai.transforms import Compose, RandFlipd, RandSpatialCropd
 
-from monai_supmix.data import make_ct_phantom, make_retina_phantom  # noqa: E402
-from monai_supmix.engines import SemiSupervisedTrainer  # noqa: E402
-from monai_supmix.networks import FeatureDiscriminator, FeatureTap, feature_channels  # noqa: E402
-from monai_supmix.transforms import select_classes, supervised_class_mix  # noqa: E402
+from monai_supmix.data import make_ct_phantom, make_retina_phantom
+from monai_supmix.engines import SemiSupervisedTrainer
+from monai_supmix.networks import FeatureDiscriminator, FeatureTap, feature_channels
+from monai_supmix.transforms import select_classes, supervised_class_mix
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(os.path.dirname(HERE), "_static")
@@ -124,8 +124,8 @@ def train(task: str, iterations: int, seed: int) -> tuple[SemiSupervisedTrainer,
 
     @trainer.on(Events.ITERATION_COMPLETED)
     def _record(engine) -> None:
-        for key in history:
-            history[key].append(float(engine.state.output[key]))
+        for key, values in history.items():
+            values.append(float(engine.state.output[key]))
 
     trainer.run()
     return trainer, labeled, unlabeled, history

@@ -114,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     for script in scripts:
         target = os.path.splitext(script)[0] + ".ipynb"
         text = notebook_text(script)
-        current = open(target, encoding="utf-8").read() if os.path.isfile(target) else None
+        current = None
+        if os.path.isfile(target):
+            with open(target, encoding="utf-8") as f:
+                current = f.read()
         if current == text:
             print(f"up to date: {target}")
         elif args.check:

@@ -44,7 +44,13 @@ from monai.losses import DiceCELoss
 from monai.metrics import MeanIoU
 from monai.networks.nets import UNet
 from monai.networks.utils import one_hot
-from monai.transforms import Compose, EnsureTyped, RandFlipd, RandRotate90d, RandSpatialCropd
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    RandFlipd,
+    RandRotate90d,
+    RandSpatialCropd,
+)
 from monai.utils import set_determinism
 
 from monai_supmix.data import make_retina_phantom
@@ -54,7 +60,7 @@ from monai_supmix.transforms import SupervisedClassMixd
 
 FAST = os.environ.get("MONAI_SUPMIX_TUTORIAL_FAST", "0") == "1"
 # the same number of training iterations for both models
-ITERATIONS = int(os.environ.get("MONAI_SUPMIX_TUTORIAL_ITERATIONS", 40 if FAST else 800))
+ITERATIONS = int(os.environ.get("MONAI_SUPMIX_TUTORIAL_ITERATIONS", "40" if FAST else "800"))
 SIZE = (160, 160)  # phantom size (the bundles use 256 x 256)
 PATCH = (64, 64)  # training patch size
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
