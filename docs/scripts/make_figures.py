@@ -11,7 +11,7 @@ Nothing is drawn by hand: a small MONAI ``UNet`` is trained for a few hundred
 iterations with :class:`monai_supmix.engines.SemiSupervisedTrainer` (mean teacher,
 SupMix, SUFD) on :mod:`monai_supmix.data.synthetic` phantoms, and the panels show
 what its teacher, student and discriminator produce. Deterministic for a given
-PyTorch build (``--seed``); about a minute on one CPU core.
+PyTorch build (``--seed``); about two minutes of CPU time on one core.
 
 Usage (from the repository root)::
 
