@@ -8,8 +8,9 @@ for itself:
   the real dataset layout (to see what ``--dataset_dir`` expects, or to try the
   readers end to end);
 - ``monai-supmix check-data chase DIR --num_labeled 4``: read a dataset folder (or a
-  ``--datalist_file``) exactly as the bundle will and print the labeled / unlabeled /
-  validation split, so layout mistakes show before a training run starts;
+  ``--datalist_file``) exactly as the bundle will, print the labeled / unlabeled /
+  validation split and list files that do not exist (exit status 2), so layout
+  mistakes show before a training run starts;
 - ``monai-supmix version``.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -37,6 +39,18 @@ def _cmd_phantoms(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_files(split: dict[str, list[dict]]) -> list[tuple[str, str]]:
+    """``(where, path)`` for every file named in the datalists that does not exist."""
+    missing = []
+    for name, items in split.items():
+        for index, item in enumerate(items):
+            for key in ("image", "label", "label_2nd", "fov"):
+                path = item.get(key)
+                if isinstance(path, str) and not os.path.isfile(path):
+                    missing.append((f"{name}[{index}][{key!r}]", path))
+    return missing
+
+
 def _cmd_check_data(args: argparse.Namespace) -> int:
     from monai_supmix.bundle import task_datalists
 
@@ -50,15 +64,21 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
         datalist_file=args.datalist_file,
     )
     summary = {name: len(items) for name, items in split.items()}
+    missing = _missing_files(split)
     if args.json:
-        print(json.dumps({"counts": summary, **split}, indent=2))
-        return 0
+        print(json.dumps({"counts": summary, "missing": [f"{w}: {p}" for w, p in missing], **split}, indent=2))
+        return 2 if missing else 0
     source = args.datalist_file or args.dataset_dir
     print(f"{args.task} data from {source}:")
     for name, items in split.items():
         first = ", ".join(str(i.get("id", i.get("image"))) for i in items[:3])
         more = f", ... ({len(items) - 3} more)" if len(items) > 3 else ""
         print(f"  {name:<10} {len(items):>5}  {first}{more}")
+    for where, path in missing[:10]:
+        print(f"  missing: {where}: {path}", file=sys.stderr)
+    if missing:
+        print(f"{len(missing)} listed file(s) do not exist (relative paths are read from {os.getcwd()}).", file=sys.stderr)
+        return 2
     return 0
 
 

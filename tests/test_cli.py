@@ -48,3 +48,22 @@ def test_check_data_errors_name_the_problem(tmp_path, capsys):
 def test_console_entry_point_module():
     result = subprocess.run([sys.executable, "-m", "monai_supmix.cli", "version"], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("monai_supmix ")
+
+
+def test_check_data_lists_missing_files(tmp_path, capsys):
+    root = tmp_path / "chase"
+    main(["phantoms", "chase", str(root), "--num_images", "4", "--size", "48", "48"])
+    images = sorted((root / "images").iterdir())
+    datalist = {
+        "labeled": [{"image": str(images[0]), "label": str(root / "labels" / f"{images[0].stem}_1stHO.png")}],
+        "unlabeled": [{"image": str(images[1])}, {"image": str(tmp_path / "gone.png")}],
+        "validation": [{"image": str(images[2]), "label": str(tmp_path / "no_label.png")}],
+    }
+    path = tmp_path / "datalist.json"
+    path.write_text(json.dumps(datalist))
+    capsys.readouterr()
+    assert main(["check-data", "chase", "--datalist_file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "unlabeled[1]['image']" in err and "gone.png" in err
+    assert "validation[0]['label']" in err and "no_label.png" in err
+    assert "2 listed file(s) do not exist" in err
