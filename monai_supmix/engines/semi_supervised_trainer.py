@@ -14,6 +14,7 @@ from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_
 from monai.engines.workflow import Workflow
 from monai.losses import PatchAdversarialLoss
 from monai.utils import CommonKeys as Keys
+from monai.utils import ensure_tuple
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -26,6 +27,16 @@ __all__ = ["SemiSupervisedTrainer", "MIX_MODES"]
 
 MIX_MODES = ("none", "classmix", "supmix", "both")
 
+
+
+def _unwrap_single(transform: Callable) -> Callable:
+    """Wrap ``transform`` so that a 1-tuple result becomes its only element."""
+
+    def unwrapped(output):
+        value = transform(output)
+        return value[0] if isinstance(value, tuple) and len(value) == 1 else value
+
+    return unwrapped
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -270,6 +281,20 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self._unlabeled_consumed = 0
 
     # ------------------------------------------------------------------ helpers
+    def _register_handlers(self, handlers: Sequence) -> None:
+        """Attach handlers, adapting MONAI's experiment-tracking handlers to this trainer's output.
+
+        ``engine.state.output`` here is one dict of loss terms (no decollated list), so the
+        ``from_engine(["loss"], first=True)`` transform that ``--tracking mlflow`` installs
+        returns a 1-tuple, which MLflow cannot log. Such a 1-tuple is unwrapped; a
+        user-provided transform that returns a value or a dict is left as it is.
+        """
+        for handler in ensure_tuple(handlers):
+            transform = getattr(handler, "output_transform", None)
+            if type(handler).__name__ == "MLFlowHandler" and callable(transform):
+                handler.output_transform = _unwrap_single(transform)
+            handler.attach(self)
+
     def run(self) -> None:  # type: ignore[override]
         """Run training; AMP scalers persist across runs so that they can be checkpointed."""
         self.scaler = self.student_scaler

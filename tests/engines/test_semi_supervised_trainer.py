@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
@@ -236,3 +237,25 @@ def test_discriminator_collapse_warning():
     trainer = _trainer(net, sufd=True, discriminator_collapse_patience=1)
     with pytest.warns(UserWarning, match="SUFD discriminator accuracy"):
         trainer._check_collapse(1.0)
+
+
+def test_tracking_handler_gets_the_loss_not_a_tuple():
+    """`--tracking mlflow` installs from_engine(["loss"], first=True); on this trainer's dict output
+    that gives a 1-tuple, which the trainer unwraps for MLFlowHandler (no mlflow needed here)."""
+    from monai.handlers import from_engine
+
+    logged = []
+
+    class MLFlowHandler:  # same class name as monai.handlers.MLFlowHandler, what the trainer checks
+        def __init__(self):
+            self.output_transform = from_engine(["loss"], first=True)
+
+        def attach(self, engine):
+            engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: logged.append(self.output_transform(e.state.output)))
+
+    torch.manual_seed(0)
+    trainer = _trainer(_net(), train_handlers=[MLFlowHandler()])
+    trainer.run()
+    assert len(logged) == trainer.state.iteration == 2
+    assert all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in logged)
+    assert float(logged[-1]) == pytest.approx(float(trainer.state.output["loss"]))
