@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import time
 from pathlib import Path
+
+from monai_supmix.handlers.metrics_writer import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "benchmarks" / "_runs"
@@ -76,9 +77,7 @@ def main() -> None:
         if run_dir.name in results:  # finished runs only
             rows[run_dir.name] = summarise(run_dir)
     ordered = [rows[k] for k in sorted(rows)]
-    tmp = out_json.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(ordered, indent=2))
-    os.replace(tmp, out_json)
+    write_json_atomic(ordered, str(out_json))
 
     lines = [
         "# Training diagnostics of the paper-benchmark runs",

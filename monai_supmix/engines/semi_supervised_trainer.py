@@ -293,7 +293,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             transform = getattr(handler, "output_transform", None)
             if type(handler).__name__ == "MLFlowHandler" and callable(transform):
                 handler.output_transform = _unwrap_single(transform)
-            handler.attach(self)
+        super()._register_handlers(handlers)
 
     def run(self) -> None:  # type: ignore[override]
         """Run training; AMP scalers persist across runs so that they can be checkpointed."""
