@@ -31,6 +31,12 @@ LABELS = {
     "sufd": "4. + SUFD",
     "ours": "5. + SupMix + SUFD (ours)",
 }
+#: Design changes (``run_paper_benchmark.py --variants``): label and the method each one modifies.
+VARIANTS = {
+    "sufd_plain": ("4b. + SUFD on plain unlabeled features", "sufd"),
+    "supmix_p50": ("3b. + SupMix on half of the images", "supmix"),
+    "ours_plain_p50": ("5b. ours with both changes", "ours"),
+}
 
 
 def mean_std(values: list[float]) -> str:
@@ -73,20 +79,51 @@ def gains(records: list[dict]) -> list[str]:
     cells = group(records)
     lines = ["| dataset | labeled | method | ΔmIoU vs conventional | per-class ΔIoU | seeds paired |", "|---|---|---|---|---|---|"]
     for (dataset, labeled, method), runs in sorted(cells.items()):
-        if method in ("conventional", "supervised"):
+        if method not in LABELS or method in ("conventional", "supervised"):
             continue
-        base = {r["seed"]: r for r in cells.get((dataset, labeled, "conventional"), [])}
-        paired = [(r, base[r["seed"]]) for r in runs if r["seed"] in base]
-        if not paired:
+        result = paired_delta(runs, cells.get((dataset, labeled, "conventional"), []))
+        if result is None:
             continue
-        delta = [100 * (r["miou"] - b["miou"]) for r, b in paired]
-        per_class = {c: statistics.mean(100 * (r["iou"][c] - b["iou"][c]) for r, b in paired) for c in paired[0][0]["iou"]}
+        delta, per_class, n = result
         lines.append(
-            f"| {dataset} | {labeled} | {LABELS[method]} | {statistics.mean(delta):+.2f} | "
+            f"| {dataset} | {labeled} | {LABELS[method]} | {delta:+.2f} | "
             + ", ".join(f"{c} {v:+.2f}" for c, v in per_class.items())
-            + f" | {len(paired)} |"
+            + f" | {n} |"
         )
     return lines
+
+
+def paired_delta(runs: list[dict], base_runs: list[dict]) -> tuple[float, dict, int] | None:
+    """Mean difference (points) of mIoU and per-class IoU over the seeds both cells have."""
+    base = {r["seed"]: r for r in base_runs}
+    paired = [(r, base[r["seed"]]) for r in runs if r["seed"] in base]
+    if not paired:
+        return None
+    delta = statistics.mean(100 * (r["miou"] - b["miou"]) for r, b in paired)
+    per_class = {c: statistics.mean(100 * (r["iou"][c] - b["iou"][c]) for r, b in paired) for c in paired[0][0]["iou"]}
+    return delta, per_class, len(paired)
+
+
+def design_changes(records: list[dict]) -> list[str]:
+    """Variants against the method they modify and against conventional, paired by seed."""
+    cells = group(records)
+    lines = [
+        "| dataset | labeled | variant | mIoU | Δ vs the method it changes | Δ vs conventional | per-class Δ vs conventional |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, labeled, method), runs in sorted(cells.items()):
+        if method not in VARIANTS:
+            continue
+        label, modified = VARIANTS[method]
+        own = paired_delta(runs, cells.get((dataset, labeled, modified), []))
+        conv = paired_delta(runs, cells.get((dataset, labeled, "conventional"), []))
+        fmt = lambda d: "–" if d is None else f"{d[0]:+.2f} (n={d[2]})"  # noqa: E731
+        per_class = "–" if conv is None else ", ".join(f"{c} {v:+.2f}" for c, v in conv[1].items())
+        lines.append(
+            f"| {dataset} | {labeled} | {label} | {mean_std([r['miou'] for r in runs])} | "
+            f"{LABELS[modified]}: {fmt(own)} | {fmt(conv)} | {per_class} |"
+        )
+    return lines if len(lines) > 2 else []
 
 
 def upper_bound(records: list[dict]) -> list[str]:
@@ -153,7 +190,7 @@ def figures(records: list[dict]) -> list[str]:
 
 
 def overlays(records: list[dict], protocol: str) -> str | None:
-    """Image, ground truth, conventional and ours (seed 0) on two test images per dataset."""
+    """Image, ground truth, conventional and ours (same seed) on two test images per dataset."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,9 +203,15 @@ def overlays(records: list[dict], protocol: str) -> str | None:
     rows = []
     data = REPO.parent / "shared" / "data"
     for dataset, labeled in (("chase", 4), ("covid19", 10)):
-        ids = {m: RUNS / f"{protocol}_{dataset}_L{labeled}_{m}_s0" for m in ("conventional", "ours")}
-        if not all((p / "models" / "final_teacher.pt").is_file() for p in ids.values()):
+        seeds = sorted({r["seed"] for r in records if r["dataset"] == dataset})
+        runs = [
+            {m: RUNS / f"{protocol}_{dataset}_L{labeled}_{m}_s{seed}" for m in ("conventional", "ours")} for seed in seeds
+        ]
+        runs = [ids for ids in runs if all((p / "models" / "final_teacher.pt").is_file() for p in ids.values())]
+        if not runs:
             continue
+        ids = runs[0]  # the lowest seed whose two models are still in benchmarks/_runs
+        seed_name = ids["ours"].name.rsplit("_", 1)[-1]
         if dataset == "chase":
             test = task_datalists("chase", str(data / "chase"), num_labeled=4, num_val=4)["validation"][:2]
         else:
@@ -194,7 +237,7 @@ def overlays(records: list[dict], protocol: str) -> str | None:
             stem = os.path.splitext(os.path.basename(item["image"]))[0]
             image = np.asarray(Image.open(item["image"]).convert("RGB"))
             gt = np.asarray(Image.open(item["label"])).astype(np.uint8)
-            rows.append((f"{dataset} {stem}", image, gt, *[np.asarray(Image.open(preds[m] / f"{stem}_seg.png")) for m in ("conventional", "ours")]))
+            rows.append((f"{dataset} {stem} (seed {seed_name[1:]})", image, gt, *[np.asarray(Image.open(preds[m] / f"{stem}_seg.png")) for m in ("conventional", "ours")]))
     if not rows:
         return None
     fig, axes = plt.subplots(len(rows), 4, figsize=(12, 3 * len(rows)), squeeze=False)
@@ -216,7 +259,8 @@ def main() -> None:
     args = parser.parse_args()
     with open(OUT / "results.json") as f:
         records = [r for r in json.load(f) if r["protocol"] == args.protocol]
-    made = figures(records)
+    paper = [r for r in records if r["method"] in LABELS]
+    made = figures(paper)
     if not args.no_overlays:
         overlay = overlays(records, args.protocol)
         if overlay:
@@ -231,14 +275,21 @@ def main() -> None:
         "Values are IoU in %, mean ± standard deviation over seeds (n = number of seeds), evaluated on the",
         "held-out split with the final EMA teacher of each run (CHASE: inside the FOV).",
         "",
-        *table(records),
+        *table(paper),
         "## Gains over conventional semi-supervised learning (paired by seed)",
         "",
-        *gains(records),
+        *gains(paper),
         "",
         "## Distance to full supervision",
         "",
-        *(upper_bound(records) or ["- (upper-bound runs not finished yet)"]),
+        *(upper_bound(paper) or ["- (upper-bound runs not finished yet)"]),
+        "",
+        "## Design changes",
+        "",
+        "Variants tried because the five methods missed the targets (`run_paper_benchmark.py --variants`; what",
+        "each changes: [README.md](README.md#design-changes)). Differences in points, paired by seed.",
+        "",
+        *(design_changes(records) or ["- (no variant runs yet)"]),
         "",
         "## Figures",
         "",

@@ -34,6 +34,8 @@ CONFIGS = {
     "classmix": {"mix": "classmix", "sufd": False},
     "supmix": {"mix": "supmix", "sufd": False},
     "supmix+sufd": {"mix": "supmix", "sufd": True},
+    # SUFD on the plain unlabeled images: one more student pass over the unlabeled batch
+    "supmix+sufd(plain)": {"mix": "supmix", "sufd": True, "discriminator_input": "unlabeled"},
 }
 
 
@@ -59,6 +61,7 @@ def build(name: str, batch: int, size: int, steps: int):
     return SemiSupervisedTrainer(
         "cpu", 1, lab_loader, net, opt, loss, DataLoader(unlabeled, batch_size=batch), num_classes=2,
         mix=CONFIGS[name]["mix"], discriminator=disc, discriminator_optimizer=disc_opt, epoch_length=steps,
+        discriminator_input=CONFIGS[name].get("discriminator_input", "mixed"),
     )
 
 

@@ -89,6 +89,15 @@ def validate_values(config: Mapping[str, Any]) -> None:
         from monai_supmix.engines import MIX_MODES
 
         _require(value in MIX_MODES, "mix", f"one of {MIX_MODES}", value)
+    value = get("discriminator_input")
+    if value is not None:
+        from monai_supmix.engines import DISCRIMINATOR_INPUTS
+
+        _require(value in DISCRIMINATOR_INPUTS, "discriminator_input", f"one of {DISCRIMINATOR_INPUTS}", value)
+    value = get("supmix_prob")
+    if value is not None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+        _require(ok, "supmix_prob", "a number in [0, 1]", value)
     value = get("patch_size")
     if value is not None:
         ok = isinstance(value, (list, tuple)) and len(value) in (2, 3)

@@ -23,10 +23,10 @@ from monai_supmix.losses import ConfidenceWeightedCELoss
 from monai_supmix.networks.feature_tap import FeatureTap
 from monai_supmix.transforms.functional import class_mix, select_classes, supervised_class_mix
 
-__all__ = ["SemiSupervisedTrainer", "MIX_MODES"]
+__all__ = ["SemiSupervisedTrainer", "MIX_MODES", "DISCRIMINATOR_INPUTS"]
 
 MIX_MODES = ("none", "classmix", "supmix", "both")
-
+DISCRIMINATOR_INPUTS = ("mixed", "unlabeled")
 
 
 def _unwrap_single(transform: Callable) -> Callable:
@@ -90,6 +90,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             (``"rarest"``, ``"inverse_frequency"``, ``"random_half"``).
         supmix_num_select: how many classes ``"rarest"`` picks (default: all but the
             most frequent).
+        supmix_prob: probability that SupMix pastes onto a given unlabeled image of the
+            batch (drawn per image); the others keep their (ClassMix-)mixed content.
         classmix_classes: class policy of ClassMix (default ``"random_half"``).
         class_frequencies: pixel counts per class in the labeled set for the rarity
             policies; when ``None`` they are accumulated from the labeled batches seen.
@@ -105,6 +107,11 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         feature_layer: name of the student's submodule whose output the discriminator
             sees (``None``: the documented default of the network class).
         adversarial_weight: weight of the student's adversarial term after ramp-up.
+        discriminator_input: which unlabeled features the discriminator compares with
+            the labeled ones: ``"mixed"`` (the mixed images the student trains on, no extra
+            cost) or ``"unlabeled"`` (the plain unlabeled images, one more student pass
+            over the unlabeled batch; the discriminator then cannot tell the two sides
+            apart by the paste edges of the mixing).
         adversarial_criterion: ``"bce"``, ``"hinge"`` or ``"least_squares"``
             (:class:`monai.losses.PatchAdversarialLoss`).
         discriminator_collapse_patience: warn when the discriminator's accuracy stays
@@ -143,6 +150,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         mix: str = "supmix",
         supmix_classes: Sequence[int] | str = "rarest",
         supmix_num_select: int | None = None,
+        supmix_prob: float = 1.0,
         classmix_classes: Sequence[int] | str = "random_half",
         class_frequencies: Sequence[float] | None = None,
         confidence_threshold: float = 0.9,
@@ -154,6 +162,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         discriminator_optimizer: torch.optim.Optimizer | None = None,
         feature_layer: str | None = None,
         adversarial_weight: float = 0.01,
+        discriminator_input: str = "mixed",
         adversarial_criterion: str = "bce",
         discriminator_collapse_patience: int = 50,
         unlabeled_image_key: str = Keys.IMAGE,
@@ -183,6 +192,10 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             raise ValueError(f"rampup_schedule must be one of {RAMPUP_SCHEDULES}, got {rampup_schedule!r}.")
         if on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}.")
+        if discriminator_input not in DISCRIMINATOR_INPUTS:
+            raise ValueError(f"discriminator_input must be one of {DISCRIMINATOR_INPUTS}, got {discriminator_input!r}.")
+        if not 0.0 <= float(supmix_prob) <= 1.0:
+            raise ValueError(f"supmix_prob must be in [0, 1], got {supmix_prob!r}.")
         if not 0.0 < float(ema_decay) < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}.")
         if int(num_classes) < 2:
@@ -232,6 +245,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self.mix = mix
         self.supmix_classes = supmix_classes
         self.supmix_num_select = supmix_num_select
+        self.supmix_prob = float(supmix_prob)
         self.classmix_classes = classmix_classes
         self.class_frequencies = None if class_frequencies is None else torch.as_tensor(class_frequencies).float()
         self.unsupervised_loss_function = unsupervised_loss_function or ConfidenceWeightedCELoss(confidence_threshold)
@@ -251,6 +265,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self.discriminator = discriminator
         self.discriminator_optimizer = discriminator_optimizer
         self.adversarial_weight = float(adversarial_weight)
+        self.discriminator_input = discriminator_input
         self.adversarial_loss = PatchAdversarialLoss(reduction="mean", criterion=adversarial_criterion)
         self.discriminator_collapse_patience = int(discriminator_collapse_patience)
         self._collapse_count = 0
@@ -401,6 +416,9 @@ class SemiSupervisedTrainer(SupervisedTrainer):
                 class_frequencies=frequencies,
                 num_select=self.supmix_num_select,
             )
+            if self.supmix_prob < 1.0:
+                draws = torch.rand(batch_u, generator=gen)
+                classes = [c if draw < self.supmix_prob else [] for c, draw in zip(classes, draws.tolist())]
             images_u, pseudo, mask = supervised_class_mix(images_u, pseudo, source_images, source_labels, classes)
             confidence = torch.where(mask, torch.ones_like(confidence), confidence)
         return images_u, pseudo, confidence
@@ -443,17 +461,25 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         n_l = inputs_l.shape[0]
         out = engine.state.output
         with autocast():
-            # 4. one student pass over labeled + mixed unlabeled images
-            if inputs_l.shape[1:] == mixed_u.shape[1:]:
-                logits = engine.inferer(torch.cat([inputs_l, mixed_u.to(inputs_l.dtype)]), engine.network)
-                logits_l, logits_u = logits[:n_l], logits[n_l:]
+            # 4. one student pass over labeled + mixed unlabeled images (+ the plain unlabeled
+            # images when the discriminator compares those)
+            plain = use_sufd and engine.discriminator_input == "unlabeled"
+            parts = [inputs_l, mixed_u.to(inputs_l.dtype)] + ([images_u.to(inputs_l.dtype)] if plain else [])
+            if all(p.shape[1:] == inputs_l.shape[1:] for p in parts):
+                logits = engine.inferer(torch.cat(parts), engine.network)
+                logits_l, logits_u = logits[:n_l], logits[n_l : n_l + mixed_u.shape[0]]
                 features = engine.feature_tap.pop() if use_sufd else None
-                feat_l, feat_u = (features[:n_l], features[n_l:]) if use_sufd else (None, None)
-            else:  # different patch sizes: two passes
+                feat_l, feat_u = (features[:n_l], features[n_l : n_l + mixed_u.shape[0]]) if use_sufd else (None, None)
+                if plain:
+                    feat_u = features[n_l + mixed_u.shape[0] :]
+            else:  # different patch sizes: one pass per part
                 logits_l = engine.inferer(inputs_l, engine.network)
                 feat_l = engine.feature_tap.pop() if use_sufd else None
-                logits_u = engine.inferer(mixed_u, engine.network)
+                logits_u = engine.inferer(parts[1], engine.network)
                 feat_u = engine.feature_tap.pop() if use_sufd else None
+                if plain:
+                    engine.inferer(parts[2], engine.network)
+                    feat_u = engine.feature_tap.pop()
             out[Keys.PRED] = logits_l
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             sup_loss = engine.loss_function(logits_l, targets_l).mean()

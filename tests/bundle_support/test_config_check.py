@@ -37,6 +37,8 @@ def test_unknown_key_is_named_with_suggestion():
         ("mix", "cutmix", "`mix`: expected one of"),
         ("learning_rate", -1, "`learning_rate`: expected a positive number"),
         ("confidence_threshold", 1.5, "`confidence_threshold`"),
+        ("supmix_prob", 2, "`supmix_prob`"),
+        ("discriminator_input", "labeled", "`discriminator_input`"),
         ("ema_decay", 1.0, "`ema_decay`"),
         ("patch_size", [8, 8], "`patch_size`"),
         ("supmix_classes", [2], r"`supmix_classes`: expected a non-empty list of class indices in \[0, 1\]"),

@@ -168,6 +168,46 @@ def test_supmix_pasted_pixels_are_confident():
     assert trainer.state.output["confident_fraction"] > 0
 
 
+@pytest.mark.parametrize("prob", [0.0, 1.0])
+def test_supmix_prob_decides_whether_to_paste(prob):
+    trainer = _trainer(_net(), mix="supmix", supmix_prob=prob)
+    trainer.state.iteration = 1
+    labeled = next(iter(trainer.data_loader))
+    images_u = torch.rand(2, 1, 32, 32)
+    pseudo = torch.zeros(2, 1, 32, 32, dtype=torch.long)
+    confidence = torch.zeros(2, 1, 32, 32)
+    mixed, label, conf = trainer._mix(
+        images_u, pseudo, confidence, labeled["image"], labeled["label"], torch.tensor([10.0, 1.0])
+    )
+    if prob == 0.0:
+        assert torch.equal(mixed, images_u) and torch.equal(label, pseudo) and torch.equal(conf, confidence)
+    else:  # each image got ground-truth foreground pixels, with confidence 1
+        assert all(int(label[i].sum()) > 0 for i in range(2))
+        assert torch.equal(conf.bool(), label.bool()) and not torch.equal(mixed, images_u)
+
+
+@pytest.mark.parametrize("discriminator_input", ["mixed", "unlabeled"])
+def test_discriminator_input_selects_which_features_are_fake(discriminator_input):
+    """``"unlabeled"`` shows the discriminator features of the plain (unmixed) unlabeled images."""
+    net = _net()
+    trainer = _trainer(net, mix="supmix", sufd=True, discriminator_input=discriminator_input)
+    for group in trainer.optimizer.param_groups:  # keep the student fixed so features can be recomputed
+        group["lr"] = 0.0
+    seen = []
+    original = trainer._discriminator_step
+    trainer._discriminator_step = lambda feat_l, feat_u, autocast: (seen.append(feat_u), original(feat_l, feat_u, autocast))
+    trainer.run()
+    first_unlabeled = next(iter(trainer.unlabeled_data_loader))["image"]
+    with torch.no_grad():
+        net(first_unlabeled)
+    plain = trainer.feature_tap.pop()
+    assert seen[0].shape == plain.shape
+    if discriminator_input == "unlabeled":
+        torch.testing.assert_close(seen[0], plain)
+    else:  # the mixed images carry pasted ground-truth pixels
+        assert not torch.allclose(seen[0], plain)
+
+
 def test_resume_continues_identically(tmp_path):
     ref = _net()
     _trainer(ref, sufd=True, epochs=4, rampup_iterations=3).run()
@@ -214,6 +254,10 @@ def test_bad_arguments():
     net = _net()
     with pytest.raises(ValueError, match="mix must be one of"):
         _trainer(net, mix="cutmix")
+    with pytest.raises(ValueError, match="discriminator_input must be one of"):
+        _trainer(net, discriminator_input="labeled")
+    with pytest.raises(ValueError, match="supmix_prob must be in"):
+        _trainer(net, supmix_prob=1.5)
     with pytest.raises(ValueError, match="unlabeled_data_loader is empty"):
         SemiSupervisedTrainer(
             "cpu", 1, DataLoader(_items(2)), net, torch.optim.SGD(net.parameters(), 0.1), DiceCELoss(), DataLoader([]), 2
