@@ -35,6 +35,7 @@ LABELS = {
 VARIANTS = {
     "sufd_plain": ("4b. + SUFD on plain unlabeled features", "sufd"),
     "supmix_p50": ("3b. + SupMix on half of the images", "supmix"),
+    "supmix_invfreq": ("3c. + SupMix, inverse-frequency class policy", "supmix"),
     "ours_plain_p50": ("5b. ours with both changes", "ours"),
 }
 

@@ -56,6 +56,8 @@ VARIANTS = {
     "sufd_plain": {"mix": "classmix", "sufd": True, "discriminator_input": "unlabeled"},
     # SupMix pastes onto half of the unlabeled images only
     "supmix_p50": {"mix": "both", "sufd": False, "supmix_prob": 0.5},
+    # automatic class policy: the rarest class always, the others with probability min_freq / freq
+    "supmix_invfreq": {"mix": "both", "sufd": False, "supmix_classes": "inverse_frequency"},
     # both changes together
     "ours_plain_p50": {"mix": "both", "sufd": True, "discriminator_input": "unlabeled", "supmix_prob": 0.5},
 }
