@@ -40,6 +40,10 @@ VARIANTS = {
 }
 
 
+def per_class_text(per_class: dict) -> str:
+    return ", ".join(f"{c} {v:+.2f}" for c, v in per_class.items())
+
+
 def mean_std(values: list[float]) -> str:
     if not values:
         return "–"
@@ -87,9 +91,7 @@ def gains(records: list[dict]) -> list[str]:
             continue
         delta, per_class, n = result
         lines.append(
-            f"| {dataset} | {labeled} | {LABELS[method]} | {delta:+.2f} | "
-            + ", ".join(f"{c} {v:+.2f}" for c, v in per_class.items())
-            + f" | {n} |"
+            f"| {dataset} | {labeled} | {LABELS[method]} | {delta:+.2f} | {per_class_text(per_class)} | {n} |"
         )
     return lines
 
@@ -105,6 +107,10 @@ def paired_delta(runs: list[dict], base_runs: list[dict]) -> tuple[float, dict, 
     return delta, per_class, len(paired)
 
 
+def _delta_text(result: tuple[float, dict, int] | None) -> str:
+    return "–" if result is None else f"{result[0]:+.2f} (n={result[2]})"
+
+
 def design_changes(records: list[dict]) -> list[str]:
     """Variants against the method they modify and against conventional, paired by seed."""
     cells = group(records)
@@ -118,11 +124,10 @@ def design_changes(records: list[dict]) -> list[str]:
         label, modified = VARIANTS[method]
         own = paired_delta(runs, cells.get((dataset, labeled, modified), []))
         conv = paired_delta(runs, cells.get((dataset, labeled, "conventional"), []))
-        fmt = lambda d: "–" if d is None else f"{d[0]:+.2f} (n={d[2]})"  # noqa: E731
-        per_class = "–" if conv is None else ", ".join(f"{c} {v:+.2f}" for c, v in conv[1].items())
+        per_class = "–" if conv is None else per_class_text(conv[1])
         lines.append(
             f"| {dataset} | {labeled} | {label} | {mean_std([r['miou'] for r in runs])} | "
-            f"{LABELS[modified]}: {fmt(own)} | {fmt(conv)} | {per_class} |"
+            f"{LABELS[modified]}: {_delta_text(own)} | {_delta_text(conv)} | {per_class} |"
         )
     return lines if len(lines) > 2 else []
 
@@ -204,15 +209,16 @@ def overlays(records: list[dict], protocol: str) -> str | None:
     rows = []
     data = REPO.parent / "shared" / "data"
     for dataset, labeled in (("chase", 4), ("covid19", 10)):
-        seeds = sorted({r["seed"] for r in records if r["dataset"] == dataset})
-        runs = [
-            {m: RUNS / f"{protocol}_{dataset}_L{labeled}_{m}_s{seed}" for m in ("conventional", "ours")} for seed in seeds
-        ]
-        runs = [ids for ids in runs if all((p / "models" / "final_teacher.pt").is_file() for p in ids.values())]
-        if not runs:
+        # the lowest seed whose two models are still in benchmarks/_runs
+        found = None
+        for seed in sorted({r["seed"] for r in records if r["dataset"] == dataset}):
+            ids = {m: RUNS / f"{protocol}_{dataset}_L{labeled}_{m}_s{seed}" for m in ("conventional", "ours")}
+            if all((p / "models" / "final_teacher.pt").is_file() for p in ids.values()):
+                found = seed, ids
+                break
+        if found is None:
             continue
-        ids = runs[0]  # the lowest seed whose two models are still in benchmarks/_runs
-        seed_name = ids["ours"].name.rsplit("_", 1)[-1]
+        seed, ids = found
         if dataset == "chase":
             test = task_datalists("chase", str(data / "chase"), num_labeled=4, num_val=4)["validation"][:2]
         else:
@@ -238,7 +244,7 @@ def overlays(records: list[dict], protocol: str) -> str | None:
             stem = os.path.splitext(os.path.basename(item["image"]))[0]
             image = np.asarray(Image.open(item["image"]).convert("RGB"))
             gt = np.asarray(Image.open(item["label"])).astype(np.uint8)
-            rows.append((f"{dataset} {stem} (seed {seed_name[1:]})", image, gt, *[np.asarray(Image.open(preds[m] / f"{stem}_seg.png")) for m in ("conventional", "ours")]))
+            rows.append((f"{dataset} {stem} (seed {seed})", image, gt, *[np.asarray(Image.open(preds[m] / f"{stem}_seg.png")) for m in ("conventional", "ours")]))
     if not rows:
         return None
     fig, axes = plt.subplots(len(rows), 4, figsize=(12, 3 * len(rows)), squeeze=False)

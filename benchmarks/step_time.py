@@ -60,8 +60,8 @@ def build(name: str, batch: int, size: int, steps: int):
         disc_opt = torch.optim.Adam(disc.parameters(), 1e-4)
     return SemiSupervisedTrainer(
         "cpu", 1, lab_loader, net, opt, loss, DataLoader(unlabeled, batch_size=batch), num_classes=2,
-        mix=CONFIGS[name]["mix"], discriminator=disc, discriminator_optimizer=disc_opt, epoch_length=steps,
-        discriminator_input=CONFIGS[name].get("discriminator_input", "mixed"),
+        discriminator=disc, discriminator_optimizer=disc_opt, epoch_length=steps,
+        **{k: v for k, v in CONFIGS[name].items() if k != "sufd"},
     )
 
 

@@ -466,20 +466,18 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             plain = use_sufd and engine.discriminator_input == "unlabeled"
             parts = [inputs_l, mixed_u.to(inputs_l.dtype)] + ([images_u.to(inputs_l.dtype)] if plain else [])
             if all(p.shape[1:] == inputs_l.shape[1:] for p in parts):
-                logits = engine.inferer(torch.cat(parts), engine.network)
-                logits_l, logits_u = logits[:n_l], logits[n_l : n_l + mixed_u.shape[0]]
-                features = engine.feature_tap.pop() if use_sufd else None
-                feat_l, feat_u = (features[:n_l], features[n_l : n_l + mixed_u.shape[0]]) if use_sufd else (None, None)
-                if plain:
-                    feat_u = features[n_l + mixed_u.shape[0] :]
+                sizes = [p.shape[0] for p in parts]
+                logits_parts = engine.inferer(torch.cat(parts), engine.network).split(sizes)
+                feature_parts = engine.feature_tap.pop().split(sizes) if use_sufd else []
             else:  # different patch sizes: one pass per part
-                logits_l = engine.inferer(inputs_l, engine.network)
-                feat_l = engine.feature_tap.pop() if use_sufd else None
-                logits_u = engine.inferer(parts[1], engine.network)
-                feat_u = engine.feature_tap.pop() if use_sufd else None
-                if plain:
-                    engine.inferer(parts[2], engine.network)
-                    feat_u = engine.feature_tap.pop()
+                logits_parts, feature_parts = [], []
+                for part in parts:
+                    logits_parts.append(engine.inferer(part, engine.network))
+                    if use_sufd:
+                        feature_parts.append(engine.feature_tap.pop())
+            logits_l, logits_u = logits_parts[0], logits_parts[1]
+            # the discriminator's unlabeled side is the last part: the plain images when present
+            feat_l, feat_u = (feature_parts[0], feature_parts[-1]) if use_sufd else (None, None)
             out[Keys.PRED] = logits_l
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             sup_loss = engine.loss_function(logits_l, targets_l).mean()
