@@ -25,7 +25,8 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch.utils.data import DataLoader
 
-from monai_supmix.engines import SemiSupervisedTrainer
+from monai_supmix.engines import SUFD, SemiSupervisedTrainer
+from monai_supmix.transforms import BatchPerturbation, strong_perturbation
 from monai_supmix.networks import FeatureDiscriminator, feature_channels
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
@@ -36,6 +37,8 @@ CONFIGS = {
     "supmix+sufd": {"mix": "supmix", "sufd": True},
     # SUFD on the plain unlabeled images: one more student pass over the unlabeled batch
     "supmix+sufd(plain)": {"mix": "supmix", "sufd": True, "discriminator_input": "unlabeled"},
+    # the bundles' semi-supervised step: ClassMix + SupMix, strong view, SUFD on plain images
+    "ours(bundle)": {"mix": "both", "sufd": True, "discriminator_input": "unlabeled", "strong": True},
 }
 
 
@@ -54,14 +57,15 @@ def build(name: str, batch: int, size: int, steps: int):
     lab_loader = DataLoader(labeled, batch_size=batch)
     if CONFIGS[name] is None:
         return SupervisedTrainer("cpu", 1, lab_loader, net, opt, loss, epoch_length=steps, decollate=False)
-    disc = disc_opt = None
-    if CONFIGS[name]["sufd"]:
+    config = CONFIGS[name]
+    sufd = None
+    if config["sufd"]:
         disc = FeatureDiscriminator(2, feature_channels(net, None, 3, (64, 64)), channels=(64, 128), strides=(2, 2))
-        disc_opt = torch.optim.Adam(disc.parameters(), 1e-4)
+        sufd = SUFD(disc, torch.optim.Adam(disc.parameters(), 1e-4), input=config.get("discriminator_input", "mixed"))
+    strong = BatchPerturbation(strong_perturbation("fundus"), seed=0) if config.get("strong") else None
     return SemiSupervisedTrainer(
         "cpu", 1, lab_loader, net, opt, loss, DataLoader(unlabeled, batch_size=batch), num_classes=2,
-        discriminator=disc, discriminator_optimizer=disc_opt, epoch_length=steps,
-        **{k: v for k, v in CONFIGS[name].items() if k != "sufd"},
+        mixing=config["mix"], student_transform=strong, sufd=sufd, epoch_length=steps,
     )
 
 

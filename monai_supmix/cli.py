@@ -7,9 +7,10 @@ for itself:
 - ``monai-supmix phantoms chase OUT``: write the built-in synthetic phantoms to disk in
   the real dataset layout (to see what ``--dataset_dir`` expects, or to try the
   readers end to end);
-- ``monai-supmix check-data chase DIR --num_labeled 4``: read a dataset folder (or a
-  ``--datalist_file``) exactly as the bundle will, print the labeled / unlabeled /
-  validation split and list files that do not exist (exit status 2), so layout
+- ``monai-supmix check-data chase DIR``: read a dataset folder (or a ``--datalist_file``)
+  exactly as the bundle will (its default ``num_labeled``/``num_val`` unless given), print
+  the labeled / unlabeled / validation split, and open every file with the bundle's
+  preprocessing; missing or unreadable files are listed (exit status 2), so layout
   mistakes show before a training run starts;
 - ``monai-supmix version``.
 """
@@ -51,27 +52,57 @@ def _missing_files(split: dict[str, list[dict]]) -> list[tuple[str, str]]:
     return missing
 
 
+def _unreadable_files(task: str, split: dict[str, list[dict]]) -> list[tuple[str, str]]:
+    """``(item id, message)`` for every item the bundle's own preprocessing cannot read.
+
+    Every image, label and FOV mask is opened and checked with the chain the bundle
+    trains with (truncated files, wrong sizes, label values outside the classes).
+    """
+    from monai_supmix.data import chase_transforms, covid_transforms
+
+    preprocessing = chase_transforms if task == "chase" else covid_transforms
+    labeled = preprocessing("eval", **({"scale": 1.0} if task == "chase" else {"spatial_size": None}))
+    unlabeled = preprocessing("infer", **({"scale": 1.0} if task == "chase" else {"spatial_size": None}))
+    problems = []
+    for name, items in split.items():
+        chain = unlabeled if name == "unlabeled" else labeled
+        for item in items:
+            try:
+                chain({k: v for k, v in item.items() if k in ("image", "label", "fov")})
+            except Exception as e:  # report every file, then stop: the bundle would fail on the first
+                root = e
+                while root.__cause__ is not None:
+                    root = root.__cause__
+                problems.append((str(item.get("id", item.get("image"))), " ".join(str(root).split())))
+    return problems
+
+
 def _cmd_check_data(args: argparse.Namespace) -> int:
-    from monai_supmix.bundle import task_datalists
+    from monai_supmix.bundle import SPLIT_DEFAULTS, task_datalists
 
     if args.dataset_dir is None and args.datalist_file is None:
         raise SystemExit("check-data: give a dataset folder (DATASET_DIR) or --datalist_file.")
+    defaults = SPLIT_DEFAULTS[args.task]
+    num_labeled = defaults["num_labeled"] if args.num_labeled is None else args.num_labeled
+    num_val = defaults["num_val"] if args.num_val is None else args.num_val
     split = task_datalists(
         args.task,
         dataset_dir=args.dataset_dir,
-        num_labeled=args.num_labeled,
-        num_val=args.num_val,
+        num_labeled=num_labeled,
+        num_val=num_val,
         datalist_file=args.datalist_file,
     )
     summary = {name: len(items) for name, items in split.items()}
     missing = _missing_files(split)
+    unreadable = [] if missing or args.no_open else _unreadable_files(args.task, split)
     if args.json:
-        print(json.dumps({"counts": summary, "missing": [f"{w}: {p}" for w, p in missing], **split}, indent=2))
-        return 2 if missing else 0
+        print(json.dumps({"counts": summary, "missing": [f"{w}: {p}" for w, p in missing],
+                          "unreadable": [f"{i}: {m}" for i, m in unreadable], **split}, indent=2))
+        return 2 if missing or unreadable else 0
     source = args.datalist_file or args.dataset_dir
     print(f"{args.task} data from {source}:")
     for name, items in split.items():
-        first = ", ".join(str(i.get("id", i.get("image"))) for i in items[:3])
+        first = ", ".join(str(i.get("id") or os.path.basename(str(i.get("image")))) for i in items[:3])
         more = f", ... ({len(items) - 3} more)" if len(items) > 3 else ""
         print(f"  {name:<10} {len(items):>5}  {first}{more}")
     for where, path in missing[:10]:
@@ -79,6 +110,13 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     if missing:
         print(f"{len(missing)} listed file(s) do not exist (relative paths are read from {os.getcwd()}).", file=sys.stderr)
         return 2
+    for item_id, message in unreadable[:10]:
+        print(f"  unreadable: {item_id}: {message}", file=sys.stderr)
+    if unreadable:
+        print(f"{len(unreadable)} item(s) cannot be read as the bundle reads them.", file=sys.stderr)
+        return 2
+    if not args.no_open:
+        print(f"  every file opened and checked with the bundle's preprocessing ({sum(summary.values())} items)")
     return 0
 
 
@@ -111,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", choices=("chase", "covid19"))
     p.add_argument("dataset_dir", nargs="?", default=None)
     p.add_argument("--datalist_file", default=None, help="JSON with 'labeled', 'unlabeled', 'validation' lists")
-    p.add_argument("--num_labeled", type=int, default=4)
-    p.add_argument("--num_val", type=int, default=4)
+    p.add_argument("--num_labeled", type=int, default=None, help="default: the bundle's (chase 4, covid19 10)")
+    p.add_argument("--num_val", type=int, default=None, help="default: the bundle's (chase 4, covid19 10)")
+    p.add_argument("--no_open", action="store_true", help="only check that the files exist, do not open them")
     p.add_argument("--json", action="store_true", help="print the full datalists as JSON")
     p.set_defaults(func=_cmd_check_data)
 

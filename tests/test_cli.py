@@ -67,3 +67,42 @@ def test_check_data_lists_missing_files(tmp_path, capsys):
     assert "unlabeled[1]['image']" in err and "gone.png" in err
     assert "validation[0]['label']" in err and "no_label.png" in err
     assert "2 listed file(s) do not exist" in err
+
+
+def test_check_data_uses_the_bundle_split_and_opens_every_file(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from monai_supmix.bundle import SPLIT_DEFAULTS
+
+    root = tmp_path / "ct"
+    main(["phantoms", "covid19", str(root), "--num_images", "24", "--num_unlabeled", "3", "--size", "48", "48"])
+    capsys.readouterr()
+    assert main(["check-data", "covid19", str(root), "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)["counts"]
+    # the covid19 bundle's own defaults (10 / 10), not the CHASE ones
+    assert counts["labeled"] == SPLIT_DEFAULTS["covid19"]["num_labeled"] == 10
+    assert counts["validation"] == SPLIT_DEFAULTS["covid19"]["num_val"] == 10
+    # a truncated JPEG passes an existence check but not the bundle's reader
+    image = root / "unlabeled" / "images" / "1.jpg"
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 3])
+    label = root / "labeled" / "labels" / "0.png"
+    values = np.array(Image.open(label))
+    values[:2, :2] = 9
+    Image.fromarray(values).save(label)
+    assert main(["check-data", "covid19", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "unreadable: 1: " in err and "truncated" in err
+    assert "unreadable: 0: " in err and "outside the classes 0..2" in err
+
+
+def test_split_defaults_match_the_bundles():
+    from pathlib import Path
+
+    from monai_supmix.bundle import SPLIT_DEFAULTS
+
+    bundles = Path(__file__).resolve().parents[1] / "bundles"
+    for task, defaults in SPLIT_DEFAULTS.items():
+        config = json.loads((bundles / task / "configs" / "train.json").read_text())
+        assert {k: config[k] for k in defaults} == defaults, task

@@ -41,7 +41,7 @@ from monai.networks.nets import UNet
 from monai.transforms import Compose, RandFlipd, RandSpatialCropd
 
 from monai_supmix.data import make_ct_phantom, make_retina_phantom
-from monai_supmix.engines import SemiSupervisedTrainer
+from monai_supmix.engines import SUFD, SemiSupervisedTrainer, SupervisedMixing
 from monai_supmix.networks import FeatureDiscriminator, FeatureTap, feature_channels
 from monai_supmix.transforms import select_classes, supervised_class_mix
 
@@ -111,14 +111,11 @@ def train(task: str, iterations: int, seed: int) -> tuple[SemiSupervisedTrainer,
         num_classes=spec["num_classes"],
         teacher_network=unet(),
         ema_decay=0.95,
-        mix="supmix",
-        supmix_classes="rarest",
+        mixing=SupervisedMixing("rarest"),
         rampup_iterations=iterations // 3,
-        discriminator=disc,
-        discriminator_optimizer=torch.optim.Adam(disc.parameters(), 1e-4, betas=(0.5, 0.999)),
-        adversarial_weight=0.01,
+        sufd=SUFD(disc, torch.optim.Adam(disc.parameters(), 1e-4, betas=(0.5, 0.999)), weight=0.01,
+                  input="mixed", collapse_patience=10**9),
         seed=seed,
-        discriminator_collapse_patience=10**9,
     )
     history: dict[str, list[float]] = {"discriminator_accuracy": [], "supervised_loss": [], "unsupervised_loss": []}
 

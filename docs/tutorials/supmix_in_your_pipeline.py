@@ -18,7 +18,7 @@
 # 2. use `SupervisedClassMixd` in a `Compose`, on a dictionary that pairs an unlabeled
 #    image (with a pseudo-label) and a labeled partner;
 # 3. replace `SupervisedTrainer` with `SemiSupervisedTrainer` (EMA teacher, ClassMix
-#    then SupMix with `mix="both"`, Sup-Unsup Feature Discriminator) and give it 20
+#    then SupMix, Sup-Unsup Feature Discriminator) and give it 20
 #    unlabeled phantoms;
 # 4. compare both models on held-out phantoms with `monai.metrics` (per-class IoU, mIoU).
 #
@@ -54,9 +54,10 @@ from monai.transforms import (
 from monai.utils import set_determinism
 
 from monai_supmix.data import make_retina_phantom
-from monai_supmix.engines import SemiSupervisedTrainer, loss_terms
+from monai_supmix.engines import SUFD, ClassMixing, SemiSupervisedTrainer, SequentialMixing, SupervisedMixing, loss_terms
+from monai_supmix.losses import ConfidenceWeightedCELoss
 from monai_supmix.networks import FeatureDiscriminator, feature_channels
-from monai_supmix.transforms import SupervisedClassMixd
+from monai_supmix.transforms import BatchPerturbation, SupervisedClassMixd, strong_perturbation
 
 FAST = os.environ.get("MONAI_SUPMIX_TUTORIAL_FAST", "0") == "1"
 # the same number of training iterations for both models
@@ -231,12 +232,13 @@ plt.show()
 #
 # `SemiSupervisedTrainer` is a `SupervisedTrainer` with one more loader (unlabeled
 # images) and an EMA teacher. Each iteration it takes a labeled and an unlabeled
-# batch, predicts pseudo-labels with the teacher, mixes (`mix="both"`: ClassMix
-# between unlabeled images, then SupMix from the labeled batch, on-line with the same
-# function that `SupervisedClassMixd` wraps), trains the student on labeled and mixed
-# images, and, with a `discriminator`, adds the SUFD adversarial term computed on the
-# features of the layer `model.1` of the UNet (the documented default for MONAI's
-# `UNet`; `feature_channels` tells the discriminator how many channels it gets).
+# batch, predicts pseudo-labels with the teacher, mixes (ClassMix between unlabeled
+# images, then SupMix from the labeled batch, on-line with the same function that
+# `SupervisedClassMixd` wraps), perturbs the mixed images photometrically (the student's
+# strong view), trains the student on labeled and mixed images, and, with a `SUFD`
+# component, adds the adversarial term computed on the features of the layer `model.1`
+# of the UNet (the documented default for MONAI's `UNet`; `feature_channels` tells the
+# discriminator how many channels it gets).
 #
 # Everything else stays as it was: the same network class, optimizer, loss, labeled
 # loader, transforms (the unlabeled chain is the same crops and flips without labels),
@@ -265,16 +267,17 @@ semi = SemiSupervisedTrainer(
     num_classes=2,
     teacher_network=make_unet(),
     ema_decay=0.99,
-    mix="both",
-    supmix_classes="rarest",
-    classmix_classes="random_half",
-    confidence_threshold=0.9,
+    mixing=SequentialMixing([ClassMixing("random_half"), SupervisedMixing("rarest")]),
+    student_transform=BatchPerturbation(strong_perturbation("fundus"), seed=0),
+    unsupervised_loss_function=ConfidenceWeightedCELoss(0.9),
     unsupervised_weight=1.0,
     rampup_iterations=ITERATIONS // 4,
-    discriminator=discriminator,
-    discriminator_optimizer=torch.optim.Adam(discriminator.parameters(), 1e-4, betas=(0.5, 0.999)),
-    feature_layer="model.1",
-    adversarial_weight=0.01,
+    sufd=SUFD(
+        discriminator,
+        torch.optim.Adam(discriminator.parameters(), 1e-4, betas=(0.5, 0.999)),
+        feature_layer="model.1",
+        weight=0.01,
+    ),
     seed=0,
 )
 start = time.time()
@@ -307,8 +310,8 @@ print(f"mIoU difference, semi-supervised teacher - supervised: {100 * gain:+.2f}
 # (see `docs/benchmarks/README.md` for the protocol we use to compare methods: equal
 # iterations, a supervised run that has plateaued, several seeds). To go further:
 #
-# - compare `mix="classmix"` (the conventional mean teacher + ClassMix) with
-#   `mix="both"`, and `discriminator=None` (no SUFD);
-# - try `supmix_classes=[1]` (the paper's manual choice) or `"inverse_frequency"`;
+# - compare `mixing=ClassMixing()` (the conventional mean teacher + ClassMix) with
+#   the sequence above, and `sufd=None` (no SUFD);
+# - try `SupervisedMixing([1])` (the paper's manual choice) or `"inverse_frequency"`;
 # - the CHASE bundle (`bundles/chase`) runs this pipeline on files, with validation,
 #   checkpoints, resume and multi-GPU training.

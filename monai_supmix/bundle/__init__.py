@@ -1,13 +1,19 @@
 """Support code that the MONAI bundles in ``bundles/`` reference by dotted path."""
 
 from .config_check import check_config, validate_values
+from .errors import install_error_handler
 from .paths import default_cache_dir, resolve_bundle_root
 from .inference import segment_folder
+from .settings import TrainingSettings, check_training_settings, read_training_settings
 from .reporting import report_evaluation, report_training, require_file
-from .task_data import PHANTOM_DEFAULTS, TASKS, task_datalists
+from .task_data import PHANTOM_DEFAULTS, SPLIT_DEFAULTS, TASKS, task_datalists
 
 __all__ = [
+    "TrainingSettings",
+    "check_training_settings",
+    "read_training_settings",
     "check_config",
+    "install_error_handler",
     "report_training",
     "report_evaluation",
     "require_file",
@@ -18,4 +24,5 @@ __all__ = [
     "task_datalists",
     "TASKS",
     "PHANTOM_DEFAULTS",
+    "SPLIT_DEFAULTS",
 ]

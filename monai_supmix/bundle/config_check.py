@@ -62,11 +62,12 @@ def validate_values(config: Mapping[str, Any]) -> None:
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
             _require(ok, key, f"an integer >= {minimum}", value)
 
-    for key in ("num_labeled", "max_epochs", "batch_size", "unlabeled_batch_size", "iterations_per_epoch"):
+    for key in ("num_labeled", "max_epochs", "batch_size", "unlabeled_batch_size", "iterations_per_epoch", "keep_checkpoints"):
         positive_int(key)
-    for key in ("num_val", "num_workers", "seed", "rampup_iterations", "val_interval"):
+    for key in ("num_val", "num_workers", "seed", "rampup_iterations", "val_interval", "discriminator_warmup_iterations"):
         positive_int(key, minimum=0)
-    for key in ("sufd", "amp", "resume", "deterministic", "validate_with_teacher"):
+    for key in ("sufd", "amp", "resume", "deterministic", "validate_with_teacher", "strong_perturbation", "debug",
+                "supmix_within_region", "supmix_flip_source", "class_adaptive_threshold"):
         value = get(key)
         if key in config and value is not None:
             _require(isinstance(value, bool), key, "true or false (on the command line: True/False)", value)
@@ -74,13 +75,16 @@ def validate_values(config: Mapping[str, Any]) -> None:
         value = get(key)
         if value is not None:
             _require(isinstance(value, (int, float)) and value > 0, key, "a positive number", value)
-    for key in ("unsupervised_weight", "adversarial_weight"):
+    for key in ("unsupervised_weight", "adversarial_weight", "perturbation_strength", "supmix_feather_sigma",
+                "unsupervised_dice_weight"):
         value = get(key)
         if value is not None:
             _require(isinstance(value, (int, float)) and value >= 0, key, "a number >= 0", value)
-    value = get("confidence_threshold")
-    if value is not None:
-        _require(isinstance(value, (int, float)) and 0 <= value < 1, "confidence_threshold", "a number in [0, 1)", value)
+    for key in ("confidence_threshold", "discriminator_label_smoothing"):
+        value = get(key)
+        if value is not None:
+            _require(isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1, key,
+                     "a number in [0, 1)", value)
     value = get("ema_decay")
     if value is not None:
         _require(isinstance(value, (int, float)) and 0 < value < 1, "ema_decay", "a number in (0, 1)", value)
@@ -98,12 +102,47 @@ def validate_values(config: Mapping[str, Any]) -> None:
     if value is not None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
         _require(ok, "supmix_prob", "a number in [0, 1]", value)
+    for key in ("scale",):
+        value = get(key)
+        if value is not None:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            _require(ok, key, "a positive number (e.g. 0.5 for half resolution)", value)
+    value = get("spatial_size")
+    if value is not None:
+        ok = isinstance(value, (list, tuple)) and len(value) in (2, 3) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 16 for v in value
+        )
+        _require(ok, "spatial_size", "a list of 2 (or 3) integers >= 16, e.g. [192, 192]", value)
+    value = get("intensity_normalization")
+    if value is not None:
+        from monai_supmix.data.transforms import INTENSITY_MODES
+
+        _require(value in INTENSITY_MODES, "intensity_normalization", f"one of {INTENSITY_MODES}", value)
+    value = get("device")
+    if value is not None:
+        _check_device(value)
     value = get("patch_size")
     if value is not None:
         ok = isinstance(value, (list, tuple)) and len(value) in (2, 3)
         ok = ok and all(isinstance(v, int) and v >= 16 for v in value)
         _require(ok, "patch_size", "a list of 2 (or 3) integers >= 16", value)
     num_classes = get("num_classes")
+    if num_classes is not None:
+        _require(isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes >= 2,
+                 "num_classes", "an integer >= 2 (background + at least one class)", num_classes)
+    value = get("in_channels")
+    if value is not None:
+        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, "in_channels",
+                 "an integer >= 1", value)
+    names = get("class_names")
+    if names is not None:
+        ok = isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)
+        _require(ok, "class_names", "a list of names, one per class", names)
+        if isinstance(num_classes, int) and len(names) != num_classes:
+            raise ValueError(
+                f"config key `class_names`: {len(names)} names {list(names)} for num_classes={num_classes}; "
+                f"give one name per class, e.g. --class_names \"{list(names)[:num_classes] + [f'class_{i}' for i in range(len(names), num_classes)]}\"."
+            )
     for key in ("supmix_classes", "classmix_classes"):
         value = get(key)
         if value is None:
@@ -122,6 +161,28 @@ def validate_values(config: Mapping[str, Any]) -> None:
         _require(isinstance(value, str), "dataset_dir", "a folder path or null", value)
         if not os.path.isdir(os.path.expanduser(value)):
             raise FileNotFoundError(f"config key `dataset_dir`: folder {value!r} does not exist.")
+
+
+def _check_device(value: Any) -> None:
+    """``device`` must name a torch device this machine has: ``cpu``, ``cuda``, ``cuda:N`` (or ``mps``)."""
+    import re
+
+    import torch
+
+    text = str(value)
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", text):
+        raise ValueError(f"config key `device`: expected 'cpu', 'cuda' or 'cuda:N', got {value!r}.")
+    if text.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"config key `device`: {value!r} was asked for but PyTorch sees no CUDA device "
+                f"(torch {torch.__version__}, a CPU build or no driver); use --device cpu or install a CUDA build."
+            )
+        index = int(text.split(":")[1]) if ":" in text else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"config key `device`: {value!r}, but only {torch.cuda.device_count()} CUDA device(s) exist.")
+    if text == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("config key `device`: 'mps' is not available on this machine; use --device cpu.")
 
 
 def _running_workflow() -> Any:

@@ -1,23 +1,54 @@
-"""Folder-to-folder inference used by the bundles' ``inference.json``."""
+"""Folder-to-folder inference used by the bundles' ``inference.json``, built from MONAI's own pieces.
+
+One preprocessing definition per task: a 2-D input goes through the same chain as
+training and evaluation (:func:`~monai_supmix.data.chase_transforms` /
+:func:`~monai_supmix.data.covid_transforms` in ``"infer"`` mode); a NIfTI volume or a DICOM
+series is read by MONAI's ``NibabelReader`` / ``PydicomReader``, windowed, and resized in
+plane like the 2-D slices the model was trained on. The network runs through MONAI's
+``SlidingWindowInferer`` (2-D) or ``SliceInferer`` (volumes, slice by slice along the last
+axis); ``Invertd`` brings the prediction back to the input's geometry, and MONAI's
+``SaveImage`` writes it (PNG for 2-D inputs; NIfTI with the input's affine for volumes and
+DICOM series), into a temporary folder first, so no output is ever half-written.
+
+``inference.json`` calls :func:`segment_folder` rather than listing one
+preprocessing/inferer/postprocessing chain as model-zoo bundles do, because one input
+folder may mix 2-D images, NIfTI volumes and DICOM series, each of which needs its own
+reader, inferer and writer; the chain of each kind is :func:`inference_preprocessing`.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from monai.inferers import Inferer, SlidingWindowInferer
-from torch.nn import functional as F
+from monai.data import MetaTensor, NibabelReader, PydicomReader
+from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    Invertd,
+    LoadImaged,
+    MapTransform,
+    Resized,
+    SaveImage,
+    ScaleIntensityRanged,
+    Zoomd,
+)
 
-from monai_supmix.data.io import list_inference_inputs, load_inference_input, save_label
+from monai_supmix.data.io import dicom_series_uid, list_inference_inputs
+from monai_supmix.data.transforms import EnsureChannelsd
+from monai_supmix.utils.files import make_temp_dir, umask_mode
 
-__all__ = ["segment_folder", "load_weights", "TASK_INPUTS"]
+__all__ = ["segment_folder", "load_weights", "TASK_INPUTS", "inference_preprocessing"]
 
 logger = logging.getLogger(__name__)
 
-#: How each task turns a loaded input into network input: channels and intensity handling.
+#: How each task reads inputs: the channels its network takes and the CT window of volumes.
 TASK_INPUTS = {
     "chase": {"channels": 3, "window": None},
     "covid19": {"channels": 1, "window": (-1000.0, 400.0)},
@@ -25,7 +56,7 @@ TASK_INPUTS = {
 
 
 def load_weights(network: torch.nn.Module, ckpt_path: str, key: str = "model") -> torch.nn.Module:
-    """Load a checkpoint written by the bundle (``{"model": state_dict}`` or a plain state dict).
+    """Load a checkpoint written by the bundle (``{"model": state_dict, ...}`` or a plain state dict).
 
     Raises:
         FileNotFoundError: when ``ckpt_path`` does not exist (train first or pass ``--ckpt_path``).
@@ -41,38 +72,129 @@ def load_weights(network: torch.nn.Module, ckpt_path: str, key: str = "model") -
     return network
 
 
-def _prepare_2d(array: np.ndarray, channels: int, window: tuple[float, float] | None, from_volume: bool) -> torch.Tensor:
-    """``(C, H, W)`` raw values -> float tensor in [0, 1] with ``channels`` channels."""
-    x = torch.as_tensor(array, dtype=torch.float32)
-    if from_volume and window is not None:
-        low, high = window
-        x = ((x - low) / (high - low)).clamp(0, 1)
-    else:
-        x = x / 255.0
-    if x.shape[0] != channels:
-        x = x.mean(0, keepdim=True).expand(channels, *x.shape[1:]) if channels != 1 else x.mean(0, keepdim=True)
-    return x
+class _WarnGrayscaled(MapTransform):
+    """Warn when a one-channel image is about to be copied into the channels of a colour model."""
+
+    def __init__(self, keys: str, channels: int) -> None:
+        super().__init__(keys)
+        self.channels = channels
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if d[key].shape[0] == 1 and self.channels > 1:
+                name = getattr(d[key], "meta", {}).get("filename_or_obj", key)
+                warnings.warn(
+                    f"{name} is a one-channel (grayscale) image but the model was trained on {self.channels}-channel "
+                    "(RGB) images: its gray values are copied into every channel, which a colour model may segment worse."
+                )
+        return d
 
 
-def _predict(
-    network: torch.nn.Module,
-    inferer: Inferer,
-    image: torch.Tensor,
-    size: Sequence[int] | None,
-    scale: float,
-    device: torch.device,
-) -> np.ndarray:
-    """Segment one ``(C, H, W)`` image; returns an ``(H, W)`` uint8 label map at the original size."""
-    original = tuple(image.shape[1:])
-    x = image[None].to(device)
-    if size is not None:
-        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-    elif scale != 1.0:
-        x = F.interpolate(x, scale_factor=scale, mode="area")
+class _SlicewisePercentiled(MapTransform):
+    """Each slice (last axis) of a volume scaled from its 1st-99th percentile to [0, 1], as the 2-D training slices are."""
+
+    def __call__(self, data):
+        from monai.transforms import ScaleIntensityRangePercentiles
+
+        scale = ScaleIntensityRangePercentiles(lower=1, upper=99, b_min=0, b_max=1, clip=True)
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            slices = [torch.as_tensor(scale(image[..., k])) for k in range(image.shape[-1])]
+            d[key] = image.clone().copy_(torch.stack(slices, dim=-1)) if isinstance(image, torch.Tensor) else image
+        return d
+
+
+def inference_preprocessing(
+    task: str,
+    kind: str,
+    spatial_size: Sequence[int] | None = None,
+    scale: float = 1.0,
+    in_channels: int | None = None,
+    intensity: str = "fixed",
+) -> Compose:
+    """The preprocessing of one input kind: the task's own ``"infer"`` chain for 2-D images.
+
+    Args:
+        task: ``"chase"`` or ``"covid19"``.
+        kind: ``"image2d"``, ``"nifti"`` or ``"dicom"`` (see :func:`~monai_supmix.data.list_inference_inputs`).
+        spatial_size: in-plane size the model was trained at (COVID-19), else ``None``.
+        scale: resize factor of training (CHASE), when ``spatial_size`` is ``None``.
+        in_channels: channels of the network (default: the task's).
+        intensity: ``"fixed"`` or ``"percentile"`` (COVID-19), as in training.
+
+    Raises:
+        ValueError: for an unknown task or kind.
+    """
+    from monai_supmix.data import chase_transforms, covid_transforms
+
+    if task not in TASK_INPUTS:
+        raise ValueError(f"task must be one of {sorted(TASK_INPUTS)}, got {task!r}.")
+    channels = int(in_channels or TASK_INPUTS[task]["channels"])
+    if kind == "image2d":
+        if task == "chase":
+            chain = chase_transforms("infer", scale=scale, spatial_size=spatial_size, in_channels=channels)
+        else:
+            chain = covid_transforms("infer", spatial_size=spatial_size, in_channels=channels, intensity=intensity)
+        # the warning must see the file's own channels: before the chain turns gray into RGB
+        return Compose([chain.transforms[0], chain.transforms[1], _WarnGrayscaled("image", channels), *chain.transforms[2:]])
+    if kind not in ("nifti", "dicom"):
+        raise ValueError(f"unknown input kind {kind!r}; expected 'image2d', 'nifti' or 'dicom'.")
+    # DICOM rows stay the first axis (swap_ij=False), like the rows of the 2-D training slices
+    reader = PydicomReader(swap_ij=False) if kind == "dicom" else NibabelReader()
+    window = TASK_INPUTS[task]["window"] or (0.0, 255.0)
+    chain: list = [
+        LoadImaged("image", reader=reader, image_only=True, ensure_channel_first=True),
+        ScaleIntensityRanged("image", a_min=window[0], a_max=window[1], b_min=0.0, b_max=1.0, clip=True),
+    ]
+    if intensity == "percentile":
+        chain.append(_SlicewisePercentiled("image"))
+    chain.append(EnsureChannelsd("image", channels))
+    if spatial_size is not None:
+        chain.append(Resized("image", spatial_size=(*spatial_size, -1), mode="bilinear"))
+    elif float(scale) != 1.0:
+        chain.append(Zoomd("image", zoom=(scale, scale, 1.0), mode="area", keep_size=False))
+    chain.append(EnsureTyped("image", dtype=torch.float32, track_meta=True))
+    return Compose(chain)
+
+
+def _save(label: MetaTensor, kind: str, output_dir: str) -> str:
+    """Write one label map with MONAI's ``SaveImage`` into a temporary folder, then move it into place."""
+    tmp = make_temp_dir(os.path.join(output_dir, "x"), prefix=".tmp_seg_")
+    try:
+        if kind == "image2d":
+            saver = SaveImage(output_dir=tmp, output_postfix="seg", output_ext=".png", separate_folder=False,
+                              output_dtype=np.uint8, resample=False, scale=None, writer="PILWriter", print_log=False)
+            # arrays are (rows, cols) like the file: no transposition on the way out
+            saver.set_options(write_kwargs={"reverse_indexing": False})
+        else:
+            saver = SaveImage(output_dir=tmp, output_postfix="seg", output_ext=".nii.gz", separate_folder=False,
+                              output_dtype=np.uint8, resample=False, writer="NibabelWriter", print_log=False)
+        saver(label)
+        (name,) = os.listdir(tmp)
+        target = os.path.join(output_dir, name)
+        os.chmod(os.path.join(tmp, name), umask_mode())
+        os.replace(os.path.join(tmp, name), target)
+        return target
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _segment(network, inferer, preprocess: Compose, item: dict, device: torch.device) -> MetaTensor:
+    """Preprocess, predict and invert one input; returns its label map as a ``MetaTensor`` in its own geometry."""
+    data = preprocess({"image": item["image"]})
+    image = data["image"]
     with torch.no_grad():
-        logits = inferer(x, network)
-    logits = F.interpolate(logits.float(), size=original, mode="bilinear", align_corners=False)
-    return logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
+        logits = inferer(image[None].to(device), network)[0].float().cpu()
+    data["pred"] = MetaTensor(logits, meta=dict(image.meta), applied_operations=list(image.applied_operations))
+    data = Invertd("pred", transform=preprocess, orig_keys="image", nearest_interp=False)(data)
+    pred = data["pred"]
+    label = pred.argmax(0, keepdim=True).to(torch.uint8)
+    label = MetaTensor(label, meta=dict(pred.meta))
+    if item["kind"] == "dicom":  # the series folder, not one of its files, names the output
+        label.meta["filename_or_obj"] = os.path.join(item["image"], os.path.basename(os.path.normpath(item["image"])))
+    return label
 
 
 def segment_folder(
@@ -87,6 +209,8 @@ def segment_folder(
     device: str | torch.device = "cpu",
     inferer: Inferer | None = None,
     skip_bad: bool = False,
+    in_channels: int | None = None,
+    intensity: str = "fixed",
 ) -> list[str]:
     """Segment every input in ``input_dir`` and write one label map per input to ``output_dir``.
 
@@ -104,14 +228,16 @@ def segment_folder(
         spatial_size: resize every slice to this size before inference (COVID-19 was trained at a fixed size).
         scale: resize factor used in training (CHASE), when ``spatial_size`` is ``None``.
         device: device.
-        inferer: override the default sliding-window inferer.
-        skip_bad: skip unreadable inputs (they are logged) instead of stopping.
+        inferer: override the default sliding-window inferer of 2-D inputs.
+        skip_bad: skip unreadable inputs (they are listed and counted) instead of stopping.
+        in_channels: channels the network takes (default: the task's, 3 for chase, 1 for covid19).
+        intensity: ``"fixed"`` or ``"percentile"``, as in training (:func:`monai_supmix.data.covid_transforms`).
 
     Returns:
         the written files.
 
     Raises:
-        ValueError: without ``input_dir`` or for an unknown task.
+        ValueError: without ``input_dir``, for an unknown task, or an unreadable input (unless ``skip_bad``).
     """
     if input_dir is None:
         raise ValueError("inference needs an input folder: pass --dataset_dir <folder of images, NIfTI or DICOM>.")
@@ -121,42 +247,30 @@ def segment_folder(
     if ckpt_path is not None:
         load_weights(network, ckpt_path)
     network = network.to(device).eval()
-    inferer = inferer or SlidingWindowInferer(roi_size=patch_size, sw_batch_size=8, overlap=0.25, mode="gaussian")
+    window_2d = inferer or SlidingWindowInferer(roi_size=patch_size, sw_batch_size=8, overlap=0.25, mode="gaussian")
+    window_3d = SliceInferer(roi_size=patch_size, sw_batch_size=8, overlap=0.25, mode="gaussian", spatial_dim=2)
     listing = list_inference_inputs(input_dir, skip_bad=skip_bad)
     items, bad = listing if skip_bad else (listing, [])
+    bad = list(bad)
     for entry in bad:
         logger.warning(f"skipped {entry['path']}: {entry['reason']}")
-    spec = TASK_INPUTS[task]
+    os.makedirs(output_dir, exist_ok=True)
     written = []
     for item in items:
+        preprocess = inference_preprocessing(task, item["kind"], spatial_size, scale, in_channels, intensity)
         try:
-            array, affine = load_inference_input(item)
-        except ValueError as e:
+            if item["kind"] == "dicom":
+                dicom_series_uid(item["image"])  # MONAI's reader would silently stack several series
+            label = _segment(network, window_2d if item["kind"] == "image2d" else window_3d, preprocess, item, device)
+        except (ValueError, RuntimeError, OSError) as e:
             if not skip_bad:
-                raise
+                raise ValueError(f"cannot segment {item['image']!r}: {e}") from e
             logger.warning(f"skipped {item['image']}: {e}")
+            bad.append({"path": item["image"], "reason": str(e)})
             continue
-        if item["kind"] == "image2d":
-            image = _prepare_2d(array, spec["channels"], spec["window"], from_volume=False)
-            label = _predict(network, inferer, image, spatial_size, scale, device)
-        else:
-            volume = array if array.ndim == 3 else array[..., None]
-            label = np.stack(
-                [
-                    _predict(
-                        network,
-                        inferer,
-                        _prepare_2d(volume[None, ..., k], spec["channels"], spec["window"], from_volume=True),
-                        spatial_size,
-                        scale,
-                        device,
-                    )
-                    for k in range(volume.shape[-1])
-                ],
-                axis=-1,
-            )
-        path = save_label(label, item, output_dir, affine=affine)
+        path = _save(label, item["kind"], output_dir)
         logger.info(f"{item['image']} -> {path}")
         written.append(path)
-    print(f"Inference finished: {len(written)} label map(s) written to {output_dir}", flush=True)
+    skipped = f"; {len(bad)} input(s) skipped as unreadable (listed above)" if bad else ""
+    print(f"Inference finished: {len(written)} label map(s) written to {output_dir}{skipped}", flush=True)
     return written

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 
 from monai_supmix.bundle.paths import default_cache_dir
 
-__all__ = ["task_datalists", "TASKS", "PHANTOM_DEFAULTS"]
+__all__ = ["task_datalists", "TASKS", "PHANTOM_DEFAULTS", "SPLIT_DEFAULTS"]
 
 logger = logging.getLogger(__name__)
 
 TASKS = ("chase", "covid19")
+
+#: The bundles' default split (``num_labeled``/``num_val`` of ``bundles/<task>/configs/train.json``;
+#: a test keeps them equal), for tools that read data as a bundle would (``monai-supmix check-data``).
+SPLIT_DEFAULTS = {"chase": {"num_labeled": 4, "num_val": 4}, "covid19": {"num_labeled": 10, "num_val": 10}}
 
 #: Phantom sets written when no ``dataset_dir`` is given (sizes chosen so that a
 #: bundle's default training finishes in minutes on a 2-core CPU).
@@ -54,6 +57,7 @@ def task_datalists(
     phantom_dir: str | None = None,
     seed: int = 0,
     datalist_file: str | dict | None = None,
+    num_classes: int | None = None,
 ) -> dict[str, list[dict]]:
     """Return ``{"labeled", "unlabeled", "validation"}`` datalists for a bundle.
 
@@ -80,6 +84,8 @@ def task_datalists(
             ``image``) and optional ``"validation"`` lists, e.g. written by the MONAI Label
             app from its datastore. When it has no validation list, the last ``num_val``
             labeled items are held out (fewer if there are few labeled items).
+        num_classes: the bundle's classes; for COVID-19 MedSeg NIfTI masks, 4 or more keeps
+            pleural effusion (label 3) as a class of its own, fewer merges it into background.
 
     Raises:
         ValueError: for an unknown task or impossible counts (naming the key).
@@ -115,7 +121,8 @@ def task_datalists(
     if task == "chase":
         split = _ordered_split(data.chase_datalist(dataset_dir), num_labeled, num_val, "CHASE")
     else:
-        found = data.covid_datalist(dataset_dir)
+        keep_effusion = num_classes is not None and int(num_classes) >= 4
+        found = data.covid_datalist(dataset_dir, merge_classes={} if keep_effusion else None)
         split = _ordered_split(found["labeled"], num_labeled, num_val, "COVID-19")
         if use_extra_unlabeled:
             extra = list(found.get("unlabeled", []))

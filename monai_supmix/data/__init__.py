@@ -1,6 +1,13 @@
 """Data: datalists for CHASE_DB1 and COVID-19 CT, preprocessing, inference I/O and synthetic phantoms."""
 
-from .datalists import IMAGE_EXTENSIONS, chase_datalist, covid_datalist, slice_nifti_volumes, split_datalist
+from .datalists import (
+    IMAGE_EXTENSIONS,
+    chase_datalist,
+    covid_datalist,
+    repeat_to_length,
+    slice_nifti_volumes,
+    split_datalist,
+)
 from .io import dicom_series_uid, list_inference_inputs, load_dicom_series, load_inference_input, save_label
 from .synthetic import (
     make_ct_phantom,
@@ -27,6 +34,7 @@ __all__ = [
     "covid_datalist",
     "slice_nifti_volumes",
     "split_datalist",
+    "repeat_to_length",
     "dicom_series_uid",
     "list_inference_inputs",
     "load_dicom_series",

@@ -10,7 +10,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["chase_datalist", "covid_datalist", "split_datalist", "slice_nifti_volumes", "IMAGE_EXTENSIONS"]
+from monai_supmix.utils.files import make_temp_dir, publish_dir
+
+__all__ = [
+    "chase_datalist",
+    "covid_datalist",
+    "split_datalist",
+    "slice_nifti_volumes",
+    "repeat_to_length",
+    "IMAGE_EXTENSIONS",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _CHASE_IMAGE = re.compile(r"^(Image_\d+[LR])\.(jpg|jpeg|png|tif|tiff)$", re.IGNORECASE)
@@ -156,7 +165,6 @@ def slice_nifti_volumes(
     """
     import json
     import shutil
-    import tempfile
 
     from PIL import Image
 
@@ -197,9 +205,7 @@ def slice_nifti_volumes(
         mask = None if mask is None else mask[..., None]
     low, high = float(window[0]), float(window[1])
     scaled = np.clip((volume - low) / (high - low), 0, 1) * 255
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".slices_tmp_", dir=parent)
+    tmp = make_temp_dir(out_dir, prefix=".slices_tmp_")
     try:
         rel_items = []
         for k in range(volume.shape[-1]):
@@ -212,9 +218,7 @@ def slice_nifti_volumes(
             rel_items.append(item)
         with open(os.path.join(tmp, "slices.json"), "w") as f:
             json.dump({"params": stamp, "items": rel_items}, f)
-        if os.path.exists(out_dir):
-            shutil.rmtree(out_dir, ignore_errors=True)
-        os.replace(tmp, out_dir)
+        publish_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -439,3 +443,20 @@ def split_datalist(
         "unlabeled": [_strip_labels(items[i]) for i in keep([i for i in rest if i not in lab_set])],
         "validation": [items[i] for i in keep(val_idx)],
     }
+
+
+def repeat_to_length(items: Sequence[dict], length: int) -> list[dict]:
+    """Repeat a datalist (in order) until it has at least ``length`` items.
+
+    With fewer labeled images than the batch size (1 or 2 labeled images and batches of
+    4), a plain loader would give batches of 1 or 2 patches; repeating the list gives full
+    batches of differently cropped and augmented patches of the same images.
+
+    Raises:
+        ValueError: when ``items`` is empty.
+    """
+    items = list(items)
+    if not items:
+        raise ValueError("repeat_to_length: the datalist is empty.")
+    copies = -(-int(length) // len(items)) if len(items) < int(length) else 1
+    return items * copies

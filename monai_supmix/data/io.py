@@ -1,20 +1,26 @@
 """Inference inputs (2-D images, NIfTI volumes, DICOM series) and label outputs in the input's geometry.
 
-DICOM series are read with pydicom directly (not MONAI's ``PydicomReader``) so that the
-slice order (position along the slice normal), rescale slope/intercept and the affine
-are computed explicitly and do not depend on optional decoder plug-ins; volumes are
-``(rows, cols, slices)`` with a RAS affine by default, ready to be written as NIfTI.
+Volumes are read with MONAI's readers (``NibabelReader``, ``PydicomReader`` with
+``swap_ij=False``: ``(rows, cols, slices)`` with a RAS affine, like the NIfTI convention).
+What this module adds is what those readers do not check: that a DICOM folder is one
+series whose files carry the ``InstanceNumber`` the reader orders them by, and a header
+check of every input before any inference runs. The bundles' inference writes with
+MONAI's ``SaveImage`` (:mod:`monai_supmix.bundle.inference`); :func:`save_label` is a
+stand-alone helper for label maps made elsewhere.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import tempfile
 from collections.abc import Callable
 
 import numpy as np
 
 from monai_supmix.data.datalists import IMAGE_EXTENSIONS
+from monai_supmix.utils.files import atomic_write
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "list_inference_inputs",
@@ -43,6 +49,9 @@ def _dicom_files(folder: str) -> list[str]:
 def dicom_series_uid(folder: str) -> str:
     """Return the ``SeriesInstanceUID`` shared by all ``.dcm`` files of ``folder``.
 
+    What MONAI's ``PydicomReader`` does not check before it stacks every file of a folder:
+    that they are one series, and that each has the ``InstanceNumber`` it orders them by.
+
     Args:
         folder: a folder of ``.dcm`` files.
 
@@ -51,8 +60,8 @@ def dicom_series_uid(folder: str) -> str:
 
     Raises:
         FileNotFoundError: when the folder holds no ``.dcm`` file.
-        ValueError: when a file cannot be read as DICOM, or the files belong to several
-            series (naming the folder and the UIDs found).
+        ValueError: when a file cannot be read as DICOM or has no ``InstanceNumber``, or the
+            files belong to several series (naming the folder and the UIDs found).
     """
     import pydicom
 
@@ -67,6 +76,9 @@ def dicom_series_uid(folder: str) -> str:
             raise ValueError(f"cannot read DICOM file {f!r}: {type(e).__name__}: {e}") from e
         if "SeriesInstanceUID" not in ds:
             raise ValueError(f"DICOM file {f!r} has no SeriesInstanceUID.")
+        if getattr(ds, "InstanceNumber", None) in (None, ""):
+            # MONAI's PydicomReader orders slices by InstanceNumber and drops files without it
+            raise ValueError(f"DICOM file {f!r} has no InstanceNumber: the slices of the series cannot be ordered.")
         uids.add(str(ds.SeriesInstanceUID))
     if len(uids) != 1:
         raise ValueError(
@@ -132,6 +144,10 @@ def list_inference_inputs(
         elif path != folder and os.path.isfile(path) and path.lower().endswith(IMAGE_EXTENSIONS):
             item = {"image": path, "id": os.path.splitext(os.path.basename(path))[0], "kind": "image2d"}
         else:
+            if path != folder and os.path.isfile(path) and not os.path.basename(path).startswith("."):
+                logger.warning(
+                    f"ignored {path}: not an input (expected {', '.join(IMAGE_EXTENSIONS)}, .nii, .nii.gz or a DICOM folder)"
+                )
             continue
         try:
             _check_readable(path, item["kind"])
@@ -150,7 +166,7 @@ def list_inference_inputs(
 
 
 def load_dicom_series(folder: str, affine_lps_to_ras: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Read a DICOM series with pydicom, sorted by position along the slice normal.
+    """Read a DICOM series with MONAI's ``PydicomReader`` after checking it is one ordered series.
 
     Args:
         folder: a folder holding the ``.dcm`` files of one series.
@@ -163,56 +179,21 @@ def load_dicom_series(folder: str, affine_lps_to_ras: bool = True) -> tuple[np.n
 
     Raises:
         FileNotFoundError: when the folder holds no ``.dcm`` file.
-        ValueError: for a mixed series, an unreadable file, slices of different sizes or
-            several slices at the same position (naming the folder or file).
+        ValueError: for a mixed series, a file without ``InstanceNumber``, or a file that
+            cannot be read (naming the folder or file).
     """
-    import pydicom
+    from monai.data import PydicomReader
+    from monai.transforms import LoadImage
 
-    dicom_series_uid(folder)
-    slices = []
-    for f in _dicom_files(folder):
-        try:
-            ds = pydicom.dcmread(f)
-            slices.append((ds, np.asarray(ds.pixel_array), f))
-        except Exception as e:
-            raise ValueError(f"cannot read DICOM file {f!r}: {type(e).__name__}: {e}") from e
-    first = slices[0][0]
-    orient = np.array([float(v) for v in getattr(first, "ImageOrientationPatient", [1, 0, 0, 0, 1, 0])])
-    row_dir, col_dir = orient[:3], orient[3:]
-    normal = np.cross(row_dir, col_dir)
-
-    def position(ds) -> np.ndarray:
-        return np.array([float(v) for v in getattr(ds, "ImagePositionPatient", [0, 0, 0])])
-
-    shapes = {arr.shape for _, arr, _ in slices}
-    if len(shapes) != 1:
-        raise ValueError(f"DICOM series in {folder!r} has slices of different sizes {sorted(shapes)}.")
-    slices.sort(key=lambda s: float(position(s[0]) @ normal))
-    depths = [float(position(ds) @ normal) for ds, _, _ in slices]
-    if len(slices) > 1 and np.min(np.diff(depths)) < 1e-6:
-        raise ValueError(f"DICOM series in {folder!r} has several slices at the same ImagePositionPatient.")
-    volume = np.stack(
-        [
-            arr.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1)
-            + float(getattr(ds, "RescaleIntercept", 0) or 0)
-            for ds, arr, _ in slices
-        ],
-        axis=-1,
-    )
-    spacing = [float(v) for v in getattr(first, "PixelSpacing", [1, 1])]
-    if len(slices) > 1:
-        step = (position(slices[-1][0]) - position(slices[0][0])) / (len(slices) - 1)
-    else:
-        step = normal * float(getattr(first, "SliceThickness", 1) or 1)
-    affine = np.eye(4)
-    # voxel (i=row, j=col, k=slice): the row index moves along the column direction cosines
-    affine[:3, 0] = col_dir * spacing[0]
-    affine[:3, 1] = row_dir * spacing[1]
-    affine[:3, 2] = step
-    affine[:3, 3] = position(slices[0][0])
-    if affine_lps_to_ras:
-        affine = _LPS_TO_RAS @ affine
-    return volume, affine
+    dicom_series_uid(folder)  # what the reader does not check: one series, slices it can order
+    try:
+        # swap_ij=False: rows stay the first axis, like the rows of 2-D images and of the training slices
+        image = LoadImage(reader=PydicomReader(swap_ij=False, affine_lps_to_ras=affine_lps_to_ras), image_only=True)(
+            folder
+        )
+    except Exception as e:
+        raise ValueError(f"cannot read the DICOM series in {folder!r}: {type(e).__name__}: {e}") from e
+    return np.asarray(image, dtype=np.float32), np.asarray(image.affine, dtype=np.float64)
 
 
 def load_inference_input(item: dict) -> tuple[np.ndarray, np.ndarray | None]:
@@ -249,19 +230,7 @@ def load_inference_input(item: dict) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _atomic_save(path: str, save: Callable[[str], None]) -> str:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    suffix = ".nii.gz" if path.endswith(".nii.gz") else os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return atomic_write(path, save)
 
 
 def _reference_geometry(item: dict) -> tuple[tuple[int, ...], np.ndarray | None]:

@@ -9,16 +9,18 @@ phantoms is clearly below one trained on many.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 from skimage.draw import disk
+
+from monai_supmix.utils.files import make_temp_dir, publish_dir
 
 __all__ = [
     "make_retina_phantom",
@@ -224,31 +226,47 @@ def _stamp_matches(stamp: str, params: dict) -> bool:
         return json.load(f) == params
 
 
+@contextlib.contextmanager
+def _exclusive_lock(path: str):
+    """Hold an exclusive advisory lock on ``path`` (POSIX ``flock``; a no-op where it is unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: processes of one job do not share a phantom cache there in practice
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _write_once(out_dir: str, params: dict, writer) -> str:
-    """Write a phantom dataset atomically; skip when it already exists with the same parameters."""
+    """Write a phantom dataset atomically; skip when it already exists with the same parameters.
+
+    Several processes may ask for the same set at once (the ranks of a ``torchrun`` job, parallel
+    tests): a lock file beside the folder serialises them, so the first writes the set and the
+    others find it finished, and no process ever deletes a set that another one is reading.
+    """
     out_dir = os.path.abspath(out_dir)
     stamp = os.path.join(out_dir, "phantom.json")
     if _stamp_matches(stamp, params):
         return out_dir
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".phantom_tmp_", dir=parent)
-    try:
-        writer(tmp)
-        with open(os.path.join(tmp, "phantom.json"), "w") as f:
-            json.dump(params, f)
-        if os.path.exists(out_dir):
-            shutil.rmtree(out_dir, ignore_errors=True)
+    with _exclusive_lock(os.path.join(parent, f".{os.path.basename(out_dir)}.lock")):
+        if _stamp_matches(stamp, params):  # written by another process while this one waited
+            return out_dir
+        tmp = make_temp_dir(out_dir, prefix=".phantom_tmp_")
         try:
-            os.replace(tmp, out_dir)
-        except OSError:
-            # another process (e.g. the other rank of a torchrun job) finished the same set first
-            if not _stamp_matches(stamp, params):
-                raise
+            writer(tmp)
+            with open(os.path.join(tmp, "phantom.json"), "w") as f:
+                json.dump(params, f)
+            publish_dir(tmp, out_dir)  # replaces a set with other parameters (or an incomplete copy)
+        except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            raise
     return out_dir
 
 

@@ -38,6 +38,7 @@ from monai.transforms import (
     RandSpatialCropSamplesd,
     Resized,
     ScaleIntensityRanged,
+    ScaleIntensityRangePercentilesd,
     SpatialPadd,
     Zoomd,
 )
@@ -49,6 +50,8 @@ __all__ = [
     "DefaultMaskd",
     "ValidateLabeld",
     "ToGrayscaled",
+    "LungRegiond",
+    "EnsureChannelsd",
     "chase_transforms",
     "covid_transforms",
 ]
@@ -208,6 +211,95 @@ class ToGrayscaled(MapTransform):
         return d
 
 
+class EnsureChannelsd(MapTransform):
+    """Give images the number of channels a network takes: the channel mean for 1, repeats of a gray image for more.
+
+    Args:
+        keys: image keys.
+        channels: the channels wanted.
+        allow_missing_keys: skip absent keys.
+
+    Raises:
+        ValueError: for ``channels < 1``, or an image whose channels can be neither averaged
+            nor repeated into ``channels`` (e.g. 2 into 3), naming its file.
+    """
+
+    def __init__(self, keys: KeysCollection, channels: int, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if int(channels) < 1:
+            raise ValueError(f"in_channels must be >= 1, got {channels}.")
+        self.channels = int(channels)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            have = image.shape[0]
+            if have == 4 and self.channels != 4:
+                image, have = image[:3], 3  # drop an alpha channel
+            if have == self.channels:
+                pass
+            elif self.channels == 1:
+                image = image.mean(dim=0, keepdim=True)
+            elif have == 1:
+                image = image.repeat(self.channels, *([1] * (image.ndim - 1)))
+            else:
+                raise ValueError(
+                    f"image {_source(d, key)} has {have} channels, which cannot be turned into in_channels={self.channels}."
+                )
+            d[key] = image
+        return d
+
+
+class LungRegiond(MapTransform):
+    """Add a rough lung mask of a CT slice (a threshold/morphology estimate), e.g. where SupMix may paste lesions.
+
+    The slice's darker pixels (Otsu threshold: aerated lung) are closed with a disk of
+    ``closing_radius`` times the slice size, holes are filled (vessels and lesions inside the
+    lung), and components smaller than ``min_area`` of the slice are dropped. It is a
+    region for data augmentation, not a segmentation: dark air outside the body can be
+    included and peripheral consolidation can be missed.
+
+    Args:
+        keys: the image key (one channel, or the mean of the channels is used).
+        output_key: key of the mask (``1×spatial``, uint8 {0, 1}).
+        closing_radius: radius of the closing, as a fraction of the smaller side.
+        min_area: smallest kept component, as a fraction of the slice's pixels.
+    """
+
+    def __init__(
+        self, keys: KeysCollection = "image", output_key: str = "lung", closing_radius: float = 0.03, min_area: float = 0.02
+    ) -> None:
+        super().__init__(keys)
+        self.output_key = output_key
+        self.closing_radius = float(closing_radius)
+        self.min_area = float(min_area)
+
+    def mask(self, image: torch.Tensor) -> torch.Tensor:
+        """The ``1×spatial`` lung mask of one channel-first slice."""
+        import numpy as np
+        from scipy import ndimage
+        from skimage.filters import threshold_otsu
+        from skimage.morphology import disk
+
+        array = torch.as_tensor(image).float().mean(0).cpu().numpy()
+        if float(array.max()) <= float(array.min()):
+            return torch.zeros((1, *array.shape), dtype=torch.uint8)
+        dark = array < threshold_otsu(array)
+        radius = max(1, int(round(self.closing_radius * min(array.shape))))
+        closed = ndimage.binary_fill_holes(ndimage.binary_closing(dark, structure=disk(radius)))
+        labels, count = ndimage.label(closed)
+        sizes = ndimage.sum(closed, labels, range(1, count + 1)) if count else np.zeros(0)
+        keep = np.isin(labels, 1 + np.nonzero(np.asarray(sizes) >= self.min_area * closed.size)[0])
+        return torch.from_numpy(keep[None].astype(np.uint8))
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_key] = self.mask(d[key])
+        return d
+
+
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
@@ -287,6 +379,17 @@ def _finish(keys: list[str], masks: list[str], mode: str) -> list:
     return chain
 
 
+INTENSITY_MODES = ("fixed", "percentile")
+
+
+def _intensity_scaling(mode: str):
+    if mode == "fixed":
+        return ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0, b_max=1, clip=True)
+    if mode == "percentile":
+        return ScaleIntensityRangePercentilesd("image", lower=1, upper=99, b_min=0, b_max=1, clip=True)
+    raise ValueError(f"intensity must be one of {INTENSITY_MODES}, got {mode!r}.")
+
+
 def chase_transforms(
     mode: str,
     scale: float = 1.0,
@@ -294,6 +397,8 @@ def chase_transforms(
     spatial_size: Sequence[int] | None = None,
     num_patches: int = 1,
     pos_neg: bool = False,
+    num_classes: int = 2,
+    in_channels: int = 3,
 ) -> Compose:
     """CHASE_DB1 preprocessing: RGB image in [0, 1], binary vessel label, binary FOV mask.
 
@@ -306,7 +411,7 @@ def chase_transforms(
 
     Args:
         mode: ``"train"`` (image, label, fov: patches with augmentation), ``"unlabeled"``
-            (image patches with augmentation), ``"eval"`` (whole image, label and FOV,
+            (image and field-of-view patches with augmentation), ``"eval"`` (whole image, label and FOV,
             with metadata) or ``"infer"`` (whole image, with metadata).
         scale: resize factor (0.5 turns the 999×960 CHASE images into about 500×480).
         patch_size: training patch size ``(H, W)``.
@@ -315,6 +420,9 @@ def chase_transforms(
             list of items per image).
         pos_neg: in ``"train"``, sample patches centred on vessel and background pixels
             equally (``RandCropByPosNegLabeld``) instead of uniformly.
+        num_classes: classes of the labels: 2 (vessel masks saved as 0/1 or 0/255) or more
+            (index maps 0..num_classes-1, e.g. arteries and veins).
+        in_channels: channels the network takes (3: RGB; 1: the channel mean).
 
     Returns:
         a MONAI ``Compose``; outputs ``image`` float32 ``(3, H, W)``, ``label``/``fov`` int64 ``(1, H, W)``.
@@ -325,16 +433,27 @@ def chase_transforms(
     _check_mode(mode)
     if float(scale) <= 0:
         raise ValueError(f"scale must be > 0, got {scale}.")
-    keys = _keys_for(mode, ["label", "fov"])
+    # unlabeled images keep their field of view: SupMix pastes vessels inside it
+    keys = ["image", "fov"] if mode == "unlabeled" else _keys_for(mode, ["label", "fov"])
     masks = [k for k in keys if k != "image"]
     chain: list = [
         ReadImaged(keys, allow_missing_keys=True),
         EnsureChannelFirstd(keys, allow_missing_keys=True),
         ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0, b_max=1, clip=True),
     ]
+    if "fov" in keys:
+        chain.append(DefaultMaskd("fov"))  # an item without a FOV mask: the whole image
+    chain.append(EnsureChannelsd("image", in_channels))
     if masks:
-        chain.append(BinarizeMaskd(masks, allow_missing_keys=True))
-        chain.append(ValidateLabeld(masks, num_classes=2))
+        # binary files may hold 0/255; a multi-class label is an index map as it is
+        binary = masks if int(num_classes) == 2 else [m for m in masks if m != "label"]
+        labels, others = [m for m in masks if m == "label"], [m for m in masks if m != "label"]
+        if binary:
+            chain.append(BinarizeMaskd(binary, allow_missing_keys=True))
+        if labels:
+            chain.append(ValidateLabeld(labels, num_classes=num_classes))
+        if others:
+            chain.append(ValidateLabeld(others, num_classes=2))
     if spatial_size is not None:
         chain.append(
             Resized(
@@ -350,8 +469,6 @@ def chase_transforms(
         )
     if mode in ("train", "unlabeled"):
         chain += _augment(keys, patch_size, num_patches, pos_neg and mode == "train")
-    if mode == "eval":
-        chain.append(DefaultMaskd("fov"))
     return Compose(chain + _finish(keys, masks, mode))
 
 
@@ -360,6 +477,10 @@ def covid_transforms(
     spatial_size: Sequence[int] | None = (256, 256),
     patch_size: Sequence[int] | None = None,
     num_patches: int = 1,
+    lung_region: bool = True,
+    num_classes: int = 3,
+    in_channels: int = 1,
+    intensity: str = "fixed",
 ) -> Compose:
     """COVID-19 CT slice preprocessing: grayscale image in [0, 1], labels 0 / GGO 1 / consolidation 2.
 
@@ -376,9 +497,19 @@ def covid_transforms(
         spatial_size: common ``(H, W)``; ``None`` keeps the original size.
         patch_size: random crop size for training (``None``: the whole resized slice).
         num_patches: crops per slice in ``"train"``/``"unlabeled"``.
+        lung_region: in ``"unlabeled"``, add a rough lung mask ``lung`` (:class:`LungRegiond`)
+            for SupMix to paste lesions inside the lungs.
+        num_classes: classes of the labels (3: background, GGO, consolidation; 4 with
+            MedSeg's pleural effusion).
+        in_channels: channels the network takes (1: grayscale; more: the gray slice repeated).
+        intensity: ``"fixed"``: 8-bit values 0..255 → [0, 1]; ``"percentile"``: each slice's
+            1st..99th percentile → [0, 1] (``ScaleIntensityRangePercentilesd``), which evens out
+            slices exported with different CT windows (the COVID-SemiSeg unlabeled slices are
+            darker than the labeled MedSeg ones).
 
     Returns:
-        a MONAI ``Compose``; outputs ``image`` float32 ``(1, H, W)``, ``label`` int64 ``(1, H, W)``.
+        a MONAI ``Compose``; outputs ``image`` float32 ``(1, H, W)``, ``label`` int64 ``(1, H, W)``
+        (and ``lung`` int64 ``(1, H, W)`` for unlabeled slices).
 
     Raises:
         ValueError: for an unknown mode, or ``patch_size`` and ``spatial_size`` both
@@ -391,10 +522,11 @@ def covid_transforms(
         ReadImaged(keys, allow_missing_keys=True),
         EnsureChannelFirstd(keys, allow_missing_keys=True),
         ToGrayscaled("image"),
-        ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0, b_max=1, clip=True),
+        _intensity_scaling(intensity),
+        EnsureChannelsd("image", in_channels),
     ]
     if masks:
-        chain.append(ValidateLabeld(masks, num_classes=3))
+        chain.append(ValidateLabeld(masks, num_classes=num_classes))
     if spatial_size is not None:
         chain.append(
             Resized(
@@ -404,6 +536,9 @@ def covid_transforms(
                 allow_missing_keys=True,
             )
         )
+    if mode == "unlabeled" and lung_region:
+        chain.append(LungRegiond("image", output_key="lung"))
+        keys, masks = keys + ["lung"], masks + ["lung"]
     if mode in ("train", "unlabeled"):
         crop = patch_size or spatial_size
         if crop is None:

@@ -1,6 +1,23 @@
-"""Engines: the semi-supervised trainer."""
+"""Engines: the semi-supervised trainer and the components it calls (mixing strategies, SUFD)."""
 
-from .semi_supervised_trainer import DISCRIMINATOR_INPUTS, MIX_MODES, SemiSupervisedTrainer
+from .mixing import MIX_MODES, ClassMixing, MixBatch, SequentialMixing, SupervisedMixing, build_mixing
+from .semi_supervised_trainer import SemiSupervisedTrainer
+from .sufd import ADVERSARIAL_CRITERIA, DISCRIMINATOR_INPUTS, OUTPUT_FEATURES, SUFD, adversarial_loss
 from .utils import LOSS_TERMS, loss_terms
 
-__all__ = ["SemiSupervisedTrainer", "MIX_MODES", "DISCRIMINATOR_INPUTS", "LOSS_TERMS", "loss_terms"]
+__all__ = [
+    "SemiSupervisedTrainer",
+    "SUFD",
+    "MixBatch",
+    "ClassMixing",
+    "SupervisedMixing",
+    "SequentialMixing",
+    "build_mixing",
+    "adversarial_loss",
+    "MIX_MODES",
+    "DISCRIMINATOR_INPUTS",
+    "ADVERSARIAL_CRITERIA",
+    "OUTPUT_FEATURES",
+    "LOSS_TERMS",
+    "loss_terms",
+]

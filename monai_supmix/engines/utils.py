@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from typing import Any
 
 import torch
 
-__all__ = ["loss_terms", "LOSS_TERMS"]
+__all__ = ["loss_terms", "LOSS_TERMS", "FreshStartLogFilter"]
 
 #: Keys of ``engine.state.output`` that hold scalar loss terms and diagnostics.
 LOSS_TERMS = (
@@ -39,3 +41,25 @@ def loss_terms(output: Any) -> dict[str, float]:
             if not math.isnan(value):
                 terms[key] = value
     return terms
+
+
+class FreshStartLogFilter(logging.Filter):
+    """Reword Ignite's "Engine run resuming from iteration 0, epoch 0 until N epochs" for a run that starts fresh.
+
+    Ignite logs every start as a resume, which reads as if an old run were being
+    continued; a real resume (from a checkpoint, iteration > 0) keeps Ignite's message.
+    """
+
+    _FRESH = re.compile(r"Engine run resuming from iteration 0, epoch 0 until (\d+ \w+)")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = self._FRESH.match(str(record.msg))
+        if match:
+            record.msg, record.args = f"Engine run starting: {match.group(1)}", ()
+        return True
+
+    @classmethod
+    def install(cls, logger: logging.Logger) -> None:
+        """Add the filter to ``logger`` once."""
+        if not any(isinstance(f, cls) for f in logger.filters):
+            logger.addFilter(cls())

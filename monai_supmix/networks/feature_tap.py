@@ -107,20 +107,22 @@ def feature_channels(
 
     Args:
         network: the segmentation network.
-        layer_name: the tapped layer (``None`` = default for the network class).
+        layer_name: the tapped layer (``None`` = default for the network class; ``"output"``
+            = the network's output, i.e. the number of classes, for output-space SUFD).
         in_channels: input channels of the network.
         spatial_size: a small spatial size the network accepts (e.g. ``(64, 64)``).
     """
     module = _unwrap(network)
-    tap = FeatureTap(module, layer_name)
+    tap = None if layer_name == "output" else FeatureTap(module, layer_name)
     was_training = module.training
     try:
         module.eval()
         param = next(module.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         with torch.no_grad():
-            module(torch.zeros(1, in_channels, *spatial_size, device=device))
-        return int(tap.pop().shape[1])
+            output = module(torch.zeros(1, in_channels, *spatial_size, device=device))
+        return int((output if tap is None else tap.pop()).shape[1])
     finally:
-        tap.remove()
+        if tap is not None:
+            tap.remove()
         module.train(was_training)

@@ -1,4 +1,4 @@
-"""MONAI-style transforms for Supervised ClassMix (SupMix) and ClassMix: functional, array and dictionary."""
+"""MONAI-style transforms for Supervised ClassMix (SupMix) and ClassMix (functional, array and dictionary), and the strong perturbation of the student's view."""
 
 from .array import ClassMix, SupervisedClassMix
 from .dictionary import (
@@ -10,9 +10,13 @@ from .dictionary import (
     SupervisedClassMixDict,
 )
 from .functional import CLASS_POLICIES, class_frequencies, class_mix, select_classes, supervised_class_mix
+from .perturbation import PERTURBATION_PRESETS, BatchPerturbation, strong_perturbation
 
 __all__ = [
     "CLASS_POLICIES",
+    "PERTURBATION_PRESETS",
+    "BatchPerturbation",
+    "strong_perturbation",
     "class_frequencies",
     "class_mix",
     "select_classes",

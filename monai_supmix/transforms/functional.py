@@ -143,6 +143,8 @@ def _paste(
     classes: ClassesArg,
     names: tuple[str, str],
     num_classes: int | None,
+    region: torch.Tensor | None = None,
+    feather_sigma: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Shared implementation: paste the pixels of ``src`` whose class is selected onto ``dst``.
 
@@ -188,13 +190,44 @@ def _paste(
     mask = torch.gather(table, 1, lookup.reshape(lookup.shape[0], -1)).reshape(index_src.shape)
     if high >= width:  # classes beyond the table (possible only without num_classes) are never selected
         mask &= index_src < width
-    image = torch.where(mask, image_src.to(image_dst.dtype), image_dst)
+    inside = None if region is None else _region_mask(region, index_src.shape, f"region (of image_{dst})")
+    if inside is not None:
+        mask &= inside
+    if feather_sigma > 0:
+        weight = _feathered(mask, float(feather_sigma)).to(image_dst.dtype)
+        if inside is not None:
+            weight = weight * inside  # the soft edge stays inside the region too
+        image = weight * image_src.to(image_dst.dtype) + (1 - weight) * image_dst
+    else:
+        image = torch.where(mask, image_src.to(image_dst.dtype), image_dst)
     if _is_index_map(label_dst):
         label = torch.where(mask, index_src.to(label_dst.dtype), label_dst)
     else:
         onehot = torch.zeros_like(label_dst).scatter_(1, index_src, 1.0)
         label = torch.where(mask, onehot, label_dst)
     return image, label, mask
+
+
+def _region_mask(region: torch.Tensor, shape: torch.Size, name: str) -> torch.Tensor:
+    """A ``B×1×spatial`` bool mask from a region tensor (non-zero = inside).
+
+    Raises:
+        ValueError: when its batch or spatial shape differs from the labels'.
+    """
+    _check_tensor(name, region)
+    if region.shape[0] != shape[0] or region.shape[2:] != shape[2:] or region.shape[1] != 1:
+        raise ValueError(f"`{name}` {tuple(region.shape)} must have shape {(shape[0], 1, *shape[2:])}.")
+    return region != 0
+
+
+def _feathered(mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blend weight of a paste: 1 on the mask, fading out as a Gaussian of ``sigma`` pixels around it."""
+    from monai.networks.layers import GaussianFilter
+
+    dims = mask.ndim - 2
+    blurred = GaussianFilter(dims, sigma).to(mask.device)(mask.float())
+    # the mask's own pixels keep the source content; a thin structure is not washed out
+    return torch.maximum(mask.float(), (2 * blurred).clamp(max=1.0))
 
 
 def supervised_class_mix(
@@ -204,6 +237,8 @@ def supervised_class_mix(
     label_l: torch.Tensor,
     classes: ClassesArg,
     num_classes: int | None = None,
+    region: torch.Tensor | None = None,
+    feather_sigma: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Supervised ClassMix (SupMix): paste ground-truth classes of labeled images onto unlabeled ones.
 
@@ -222,6 +257,11 @@ def supervised_class_mix(
             such lists (one per sample; an empty one pastes nothing), or a ``B×K`` bool
             tensor. See :func:`select_classes` for policies.
         num_classes: number of classes, to validate indices when both labels are index maps.
+        region: optional ``B×1×spatial`` mask of where the unlabeled images may receive
+            pasted pixels (non-zero inside, e.g. the field of view or the lungs).
+        feather_sigma: when > 0, the pasted *image* content fades out over a Gaussian of
+            this width (pixels) around the pasted region instead of a hard edge; the
+            label and the returned mask stay hard.
 
     Returns:
         ``(image, label, mask)``: the mixed images (dtype of ``image_u``), the mixed
@@ -232,7 +272,7 @@ def supervised_class_mix(
         ValueError: for mismatched shapes, an empty class list, class indices out of
             range or a float index map.
     """
-    return _paste(image_u, label_u, image_l, label_l, classes, ("u", "l"), num_classes)
+    return _paste(image_u, label_u, image_l, label_l, classes, ("u", "l"), num_classes, region, feather_sigma)
 
 
 def class_mix(

@@ -5,7 +5,10 @@ Starts ``monailabel start_server`` on 127.0.0.1 with an app made by
 COVID-19 untrained) and a datastore of synthetic phantoms (two labeled, four not), then
 over HTTP: lists the model, auto-segments an image, submits a
 label, trains semi-supervised for two iterations and checks the new checkpoint and that
-the unlabeled images were given to the bundle as its unlabeled set.
+the unlabeled images were given to the bundle as its unlabeled set; then the same
+protocol through MONAI Label's own Python client (``monailabel.client.MONAILabelClient``,
+what viewer plug-ins use): info, inference on a 2-D image and on a NIfTI volume uploaded
+to the datastore (geometry kept), a saved label, a training run started and stopped.
 
 Needs the venv of ``.ci/monailabel_env.sh`` (``.venv-monailabel`` in the repository, or
 ``MONAI_SUPMIX_MONAILABEL_VENV``); skips without it.
@@ -263,3 +266,80 @@ def test_label_infer_submit_train(server):
     # 6. auto-segmentation now uses the new checkpoint
     label = _infer(client, "Image_03L")
     assert label.shape == IMAGE_SIZE and set(np.unique(label).tolist()) <= {0, 1}
+
+
+CLIENT_SCRIPT = r"""
+import json, shutil, sys, time
+import nibabel as nib
+import numpy as np
+from PIL import Image
+from monailabel.client import MONAILabelClient
+
+url, workdir, nifti, label_png = sys.argv[1:5]
+client = MONAILabelClient(url, tmpdir=workdir)
+out = {}
+info = client.info()
+out["models"] = sorted(info["models"])
+out["labels"] = info["models"]["chase"]["labels"]
+# infer a 2-D image of the datastore
+path, params = client.infer("chase", "Image_03R", {})
+with Image.open(path) as im:
+    out["infer_2d"] = {"shape": list(np.asarray(im).shape), "values": sorted(np.unique(np.asarray(im)).tolist())}
+# a NIfTI volume: uploaded into the datastore, then inferred by id
+image_id = client.upload_image(nifti, image_id="ct_volume")
+path, params = client.infer("chase", "ct_volume", {})
+seg = nib.load(path)
+out["infer_nifti"] = {"shape": list(seg.shape), "affine": seg.affine.tolist(), "max": int(np.asarray(seg.dataobj).max())}
+# an annotator's final label
+out["save_label"] = client.save_label("Image_03R", label_png, tag="final", params={"annotator": "client"})
+# start a long training run, see it run, stop it
+started = client.train_start("chase", {"max_epochs": 200, "iterations_per_epoch": 50, "batch_size": 2,
+                                       "num_workers": 0, "sufd": False, "device": "cpu", "val_split": 0.2})
+out["train_started"] = started.get("status")
+deadline = time.time() + 120
+while time.time() < deadline and client.train_status().get("status") == "SUBMITTED":
+    time.sleep(1)
+out["train_running"] = client.train_status().get("status")
+client.train_stop()
+deadline = time.time() + 120
+while time.time() < deadline and client.train_status().get("status") in ("SUBMITTED", "RUNNING"):
+    time.sleep(1)
+out["train_after_stop"] = client.train_status().get("status")
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_monai_label_python_client(server, tmp_path):
+    """The protocol as MONAI Label's own client (the code viewer plug-ins use) speaks it: info, infer of a 2-D
+    image and of a NIfTI volume in the datastore, saving a label, starting and stopping training."""
+    import nibabel as nib
+
+    python = _venv_python()
+    client, studies = server["client"], server["studies"]
+    volume = np.random.default_rng(0).integers(-1000, 400, size=(64, 80, 3)).astype(np.int16)
+    affine = np.array([[0.7, 0, 0, -20.0], [0, 0.7, 0, 5.0], [0, 0, 2.5, 30.0], [0, 0, 0, 1]])
+    nifti = tmp_path / "ct_volume.nii.gz"
+    nib.save(nib.Nifti1Image(volume, affine), str(nifti))
+    label = np.zeros(IMAGE_SIZE, np.uint8)
+    label[40:44, :] = 1
+    label_png = tmp_path / "Image_03R.png"
+    Image.fromarray(label).save(label_png)
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    (tmp_path / "client_tmp").mkdir()
+    proc = subprocess.run(
+        [str(python), str(script), client.base, str(tmp_path / "client_tmp"), str(nifti), str(label_png)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"{proc.stderr[-4000:]}\n{server['log_tail']()}"
+    result = json.loads(lines[-1][len("RESULT "):])
+    assert "chase" in result["models"] and result["labels"] == {"vessel": 1}
+    assert result["infer_2d"]["shape"] == list(IMAGE_SIZE) and set(result["infer_2d"]["values"]) <= {0, 1}
+    assert result["infer_nifti"]["shape"] == list(volume.shape) and result["infer_nifti"]["max"] <= 1
+    np.testing.assert_allclose(np.array(result["infer_nifti"]["affine"]), affine)
+    assert result["save_label"]["image"] == "Image_03R"
+    np.testing.assert_array_equal(np.asarray(Image.open(studies / "labels" / "final" / "Image_03R.png")), label)
+    assert result["train_started"] in ("SUBMITTED", "RUNNING") and result["train_running"] == "RUNNING"
+    assert result["train_after_stop"] not in ("SUBMITTED", "RUNNING"), result

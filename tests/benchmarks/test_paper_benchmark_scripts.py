@@ -1,16 +1,20 @@
-"""The paper-benchmark scripts: grid order, overrides that the bundles accept, paired deltas."""
+"""The paper-benchmark scripts: folds, overrides that the bundles accept, bootstrap and claims."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from monai_supmix.bundle import validate_values
+from monai_supmix.data import write_chase_phantoms, write_covid_phantoms
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def _load(name: str):
@@ -21,59 +25,158 @@ def _load(name: str):
 
 
 run = _load("run_paper_benchmark")
+stats = _load("paired_stats")
 report = _load("report_paper_benchmark")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_chase_phantoms(str(root / "chase"), num_images=24, size=(32, 32))
+    write_covid_phantoms(str(root / "covid19"), num_labeled=50, num_unlabeled=6, size=(32, 32))
+    return root
 
 
 @pytest.mark.parametrize("dataset", ["chase", "covid19"])
 def test_every_override_is_a_valid_bundle_key(dataset):
     with open(REPO / "bundles" / dataset / "configs" / "train.json") as f:
         config = json.load(f)
-    for name, overrides in run.ALL_METHODS.items():
-        for protocol in run.PROTOCOLS.values():
-            merged = {**protocol[dataset], **overrides}
+    for name in run.ALL_METHODS:
+        if run.DATASET_ONLY.get(name, dataset) != dataset:
+            continue
+        for protocol in run.PROTOCOLS:
+            merged = run.run_overrides(protocol, dataset, 4 if dataset == "chase" else 10, name, 0)
             missing = sorted(set(merged) - set(config))
             assert not missing, f"{name}: {missing} are not keys of {dataset}/train.json"
             validate_values({**config, **merged})
 
 
-def test_grid_puts_headline_first_and_variants_last():
-    order = run.grid([0, 1], variants=["sufd_plain"])
-    assert order[:4] == [
-        ("chase", 4, "conventional", 0),
-        ("chase", 4, "ours", 0),
-        ("covid19", 10, "conventional", 0),
-        ("covid19", 10, "ours", 0),
-    ]
-    variants = [g for g in order if g[2] == "sufd_plain"]
-    assert len(variants) == 4 and order[-4:] == variants
+def _ids(items):
+    return [i["id"] for i in items]
+
+
+@pytest.mark.parametrize("labeled", [1, 2, 4, 20])
+def test_chase_folds_are_patient_wise_and_test_every_image_once(data_dir, labeled):
+    tested = []
+    for fold in range(run.NUM_FOLDS["chase"]):
+        split = run.fold_split("chase", fold, labeled, data_dir)
+        test, train = set(_ids(split["test"])), _ids(split["labeled"]) + _ids(split["unlabeled"])
+        assert len(test) == 4 and len(set(train)) == len(train) == 20
+        assert not test & set(train), "an image is both trained on and tested"
+        patients = lambda ids: {i.split("_")[1][:2] for i in ids}  # noqa: E731
+        assert not patients(test) & patients(train), "a patient is both in the test and the training pool"
+        assert len(split["labeled"]) == labeled and _ids(split["labeled"]) == sorted(_ids(split["labeled"]))
+        assert all("label" not in i for i in split["unlabeled"])
+        if fold == run.DEV_FOLD:
+            assert _ids(split["validation"]) == _ids(split["test"])
+        else:  # never validate on a reporting fold's test images
+            assert not set(_ids(split["validation"])) & test
+        tested += sorted(test)
+    assert sorted(tested) == sorted(_ids(run.fold_split("chase", 0, 1, data_dir)["test"]) + [
+        i for f in range(1, 6) for i in _ids(run.fold_split("chase", f, 1, data_dir)["test"])
+    ])
+    assert len(tested) == len(set(tested)) == 24
+
+
+def test_covid_folds_use_the_fixed_rule_and_the_extra_unlabeled_slices(data_dir):
+    tested = []
+    for fold in range(run.NUM_FOLDS["covid19"]):
+        split = run.fold_split("covid19", fold, 10, data_dir)
+        test = _ids(split["test"])
+        assert test == [str(i) for i in range(10 * fold, 10 * fold + 10)]
+        labeled = [int(i) for i in _ids(split["labeled"])]
+        assert labeled == sorted(i for i in range(50) if not 10 * fold <= i < 10 * fold + 10)[:10]
+        trained = [i["image"] for i in split["labeled"] + split["unlabeled"]]
+        assert not {i["image"] for i in split["test"]} & set(trained), "a test slice is in the training pool"
+        assert not set(test) & set(_ids(split["labeled"]))
+        assert len(split["unlabeled"]) == 30 + 6  # the rest of the pool + the unlabeled-only slices
+        tested += test
+    assert sorted(tested, key=int) == [str(i) for i in range(50)]
+    with pytest.raises(ValueError, match="num_labeled"):
+        run.fold_split("covid19", 1, 41, data_dir)
+    with pytest.raises(ValueError, match="folds 0..4"):
+        run.fold_split("covid19", 5, 10, data_dir)
+
+
+def test_grid_puts_headline_first_and_skips_the_development_fold_by_default():
+    folds = run._parse_folds(None)
+    assert run.DEV_FOLD not in folds["chase"] and run.DEV_FOLD not in folds["covid19"]
+    order = run.grid(folds, [0, 1])
+    assert order[0] == ("covid19", 10, 1, "supervised", 0)
     assert len(order) == len(set(order))
-    assert not [g for g in run.grid([0]) if g[2] in run.VARIANTS]
+    assert ("chase", 20, 1, "supervised", 0) in order
+    assert not [g for g in order if g[0] == "chase" and g[1] == 20 and g[3] != "supervised"]
+    assert run.parse_run_id(run.run_id("cpu", "covid19", 10, 3, "ours", 1)) == ("cpu", "covid19", 10, 3, "ours", 1)
 
 
-def _record(method: str, seed: int, miou: float, iou: dict) -> dict:
-    return {"dataset": "chase", "num_labeled": 4, "method": method, "seed": seed, "miou": miou, "iou": iou}
+def _record(method, fold, seed, counts, names=("bg", "fg")):
+    return {
+        "dataset": "chase", "num_labeled": 4, "method": method, "fold": fold, "seed": seed, "class_names": list(names),
+        "per_image": [{"id": f"img{i}", "tp": c[:, 0].tolist(), "fp": c[:, 1].tolist(), "fn": c[:, 2].tolist()}
+                      for i, c in enumerate(counts)],
+    }
 
 
-def test_paired_delta_uses_common_seeds_only():
-    base = [_record("conventional", s, 0.70 + 0.01 * s, {"vessel": 0.5}) for s in (0, 1)]
-    runs = [_record("ours", s, 0.72 + 0.01 * s, {"vessel": 0.53}) for s in (1, 2)]
-    delta, per_class, n = report.paired_delta(runs, base)
-    assert n == 1
-    assert delta == pytest.approx(2.0)
-    assert per_class["vessel"] == pytest.approx(3.0)
-    assert report.paired_delta(runs, []) is None
+def _counts(rng, n, fg_tp):
+    """n images with 1,000 fg pixels each, ``fg_tp`` of them found."""
+    out = []
+    for _ in range(n):
+        tp = int(rng.normal(fg_tp, 30))
+        out.append(np.array([[9000, 1000 - tp, 1000 - tp], [tp, 1000 - tp, 1000 - tp]]))
+    return out
 
 
-def test_design_changes_compare_with_the_modified_method_and_conventional():
-    records = [
-        _record("conventional", 0, 0.70, {"vessel": 0.50}),
-        _record("sufd", 0, 0.69, {"vessel": 0.49}),
-        _record("sufd_plain", 0, 0.705, {"vessel": 0.51}),
-    ]
-    lines = report.design_changes(records)
-    assert len(lines) == 3
-    row = lines[2]
-    assert "4b." in row and "4. + SUFD: +1.50 (n=1)" in row and "| +0.50 (n=1) |" in row and "vessel +1.00" in row
-    assert report.design_changes(records[:2]) == []
-    # the report labels every variant the run script knows
-    assert set(report.VARIANTS) == set(run.VARIANTS)
+def test_bootstrap_recovers_a_known_difference_and_centres_a_null_one():
+    rng = np.random.default_rng(0)
+    base = _counts(rng, 40, 700)
+    better = [c + np.array([[0, 0, 0], [50, -50, -50]]) for c in base]  # +50 fg pixels on every image
+    a, b, keys, n = stats.paired_counts([_record("x", 1, 0, better)], [_record("y", 1, 0, base)])
+    assert n == 1 and len(keys) == 40
+    result = stats.bootstrap_delta(a, b)
+    tp = sum(int(c[1, 0]) for c in base)
+    fg_delta = 100 * ((tp + 2000) / (tp + 2000 + 2 * (40_000 - tp - 2000)) - tp / (tp + 2 * (40_000 - tp)))
+    assert result["per_class_delta"][1] == pytest.approx(fg_delta)
+    assert result["ci_low"] > 0 and stats.verdict(result["ci_low"], result["ci_high"]) == "holds"
+    assert result["ci_low"] <= result["delta"] <= result["ci_high"]
+    # a zero difference: a CI around 0
+    noise = [c + np.array([[0, 0, 0], [d, -d, -d]]) for c, d in zip(base, rng.integers(-40, 41, size=40))]
+    a, b, _, _ = stats.paired_counts([_record("x", 1, 0, noise)], [_record("y", 1, 0, base)])
+    null = stats.bootstrap_delta(a, b)
+    assert null["ci_low"] < 0 < null["ci_high"]
+    assert stats.verdict(null["ci_low"], null["ci_high"]) == "cannot tell"
+    assert stats.verdict(-2.0, -0.5) == "does not hold"
+
+
+def test_paired_counts_use_shared_runs_and_sum_seeds():
+    rng = np.random.default_rng(1)
+    c = _counts(rng, 3, 600)
+    a_runs = [_record("a", 1, 0, c), _record("a", 1, 1, c), _record("a", 2, 0, c)]
+    b_runs = [_record("b", 1, 0, c), _record("b", 1, 1, c)]  # no fold 2
+    a, b, keys, n = stats.paired_counts(a_runs, b_runs)
+    assert n == 2 and keys == ["f1/img0", "f1/img1", "f1/img2"]
+    np.testing.assert_array_equal(a, 2 * np.stack(c))
+
+
+def test_claims_writer_lists_every_claim_with_its_interval(tmp_path):
+    rng = np.random.default_rng(2)
+    records = []
+    for dataset, labeled in (("chase", 4), ("covid19", 10)):
+        for fold in (1, 2):
+            base = _counts(rng, 5, 600)
+            for method, gain in (("supervised", 0), ("conventional", 40), ("ours", 80), ("supmix", 60), ("sufd", 40)):
+                counts = [x + np.array([[0, 0, 0], [gain, -gain, -gain]]) for x in base]
+                records.append(dict(_record(method, fold, 0, counts), dataset=dataset, num_labeled=labeled))
+    claims = stats.compute_claims(records, "cpu", [("chase", 4), ("covid19", 10)])
+    names = {(c["claim"], c["dataset"]) for c in claims}
+    for claim, _, _ in stats.CLAIMS:
+        assert (claim, "chase") in names and (claim, "covid19") in names
+    assert ("ours > conventional", "average") in names
+    for c in claims:
+        assert set(c) >= {"claim", "dataset", "num_labeled", "protocol", "delta_miou", "ci_low", "ci_high",
+                          "n_images", "n_runs", "per_class_delta", "verdict"}
+        assert c["ci_low"] <= c["delta_miou"] + 1e-6 and c["delta_miou"] <= c["ci_high"] + 1e-6
+    conv = next(c for c in claims if c["claim"] == "conventional > supervised" and c["dataset"] == "chase")
+    assert conv["verdict"] == "holds" and conv["n_images"] == 10 and conv["n_runs"] == 2
+    table = report.claims_table(claims)
+    assert table[0].startswith("| claim |") and len(table) == 2 + len(claims)
+    json.dumps(claims)  # serialisable as written to claims.json

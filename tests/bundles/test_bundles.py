@@ -38,6 +38,7 @@ def _write_dicom_series(folder, volume, spacing=(0.7, 0.7), thickness=2.5):
         ds.SeriesInstanceUID = series
         ds.StudyInstanceUID = generate_uid()
         ds.Modality = "CT"
+        ds.InstanceNumber = k + 1
         ds.Rows, ds.Columns = volume.shape[:2]
         ds.PixelSpacing = list(spacing)
         ds.SliceThickness = thickness
@@ -58,14 +59,19 @@ def test_train_evaluate_infer(bundle, phantom_cache, tmp_path):
     assert os.path.isfile(model)
     assert any(f.startswith("checkpoint") for f in os.listdir(os.path.join(out, "models")))
     state = torch.load(model, map_location="cpu", weights_only=True)
-    assert any(k.startswith("model.0.") for k in state)  # a plain UNet state dict, as in the model zoo
+    assert any(k.startswith("model.0.") for k in state["model"])  # the UNet's state dict under "model"
+    assert state["settings"]["task"] == bundle and state["settings"]["num_classes"] == len(
+        json.load(open(config(bundle, "train")[0]))["class_names"]
+    )
 
     run_bundle(bundle, ("train", "evaluate"), output_dir=out, **TINY)
     with open(os.path.join(out, "eval", "metrics.json")) as f:
         metrics = json.load(f)
     names = json.load(open(config(bundle, "train")[0]))["class_names"]
     assert list(metrics["iou"]) == names and list(metrics["dice"]) == names
-    assert 0.0 <= metrics["miou"] <= 1.0
+    assert list(metrics["pooled_iou"]) == names and len(metrics["per_image"]) == metrics["num_images"]
+    assert 0.0 <= metrics["miou"] <= 1.0 and 0.0 <= metrics["pooled_miou"] <= 1.0
+    assert metrics["training_settings"]["task"] == bundle  # the training run's data settings are recorded
 
     # inference on 2-D images of the phantom set, at their original size
     phantoms = [d for d in os.listdir(os.path.join(phantom_cache, "phantoms")) if d.startswith(bundle)][0]
@@ -162,3 +168,43 @@ def test_ckpt_export_and_verify_net_in_out(bundle, tmp_path):
     scripted = torch.jit.load(str(tmp_path / "model.ts"))
     channels = json.load(open(meta))["network_data_format"]["inputs"]["image"]["num_channels"]
     assert scripted(torch.zeros(1, channels, 96, 96)).shape[1] == len(json.load(open(config(bundle, "train")[0]))["class_names"])
+
+
+def test_covid_bundle_with_four_classes_on_a_medseg_nifti_phantom(phantom_cache, tmp_path):
+    """MedSeg's NIfTI layout with pleural effusion (label 3) kept as a fourth class."""
+    import nibabel as nib
+
+    from monai_supmix.data import write_covid_phantoms
+
+    data = write_covid_phantoms(str(tmp_path / "medseg"), num_labeled=12, num_unlabeled=4, size=(64, 64), layout="nifti")
+    assert 3 in np.unique(np.asarray(nib.load(os.path.join(data, "tr_mask.nii.gz")).dataobj))
+    out = str(tmp_path / "out")
+    four = {"num_classes": 4, "class_names": ["background", "ggo", "consolidation", "effusion"],
+            "spatial_size": [64, 64], "patch_size": [32, 32]}
+    common = {**TINY, **four, "dataset_dir": data, "num_labeled": 4, "num_val": 4, "output_dir": out}
+    run_bundle("covid19", ("train",), run_id="training", **common)
+    run_bundle("covid19", ("train", "evaluate"), **common)
+    with open(os.path.join(out, "eval", "metrics.json")) as f:
+        metrics = json.load(f)
+    assert list(metrics["pooled_iou"]) == four["class_names"]
+    labels = sum((np.asarray(i["tp"]) + np.asarray(i["fn"]) for i in metrics["per_image"]), np.zeros(4))
+    assert labels[3] > 0, "the validation slices hold effusion pixels: class 3 was kept, not merged"
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    os.symlink(os.path.join(data, "tr_im.nii.gz"), inputs / "tr_im.nii.gz")
+    run_bundle("covid19", ("inference",), dataset_dir=str(inputs), output_dir=str(tmp_path / "preds"),
+               ckpt_path=os.path.join(out, "models", "model.pt"), **{k: four[k] for k in ("num_classes", "spatial_size", "patch_size")})
+    seg = nib.load(str(tmp_path / "preds" / "tr_im_seg.nii.gz"))
+    assert seg.shape == (64, 64, 12) and np.asarray(seg.dataobj).max() <= 3
+    np.testing.assert_allclose(seg.affine, nib.load(os.path.join(data, "tr_im.nii.gz")).affine)
+
+
+@pytest.mark.parametrize("mix, sufd", [("none", False), ("classmix", False), ("supmix", True), ("both", True)])
+def test_every_mix_mode_trains_through_the_bundle(mix, sufd, phantom_cache, tmp_path):
+    """Each `mix` (and SUFD on/off) runs end to end, with the strong view and the anatomy region on."""
+    out = str(tmp_path / "out")
+    run_bundle("chase", ("train",), run_id="training", output_dir=out, mix=mix, sufd=sufd,
+               discriminator_input="unlabeled", supmix_feather_sigma=1.0, supmix_flip_source=True, **TINY)
+    state = torch.load(os.path.join(out, "models", "checkpoint_epoch=1.pt"), map_location="cpu", weights_only=False)
+    assert ("discriminator" in state) == sufd
+    assert state["trainer"]["iteration"] == TINY["iterations_per_epoch"]

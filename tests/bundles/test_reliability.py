@@ -53,6 +53,8 @@ def test_sigkill_then_resume(phantom_cache, tmp_path):
     assert "resuming from" in resumed.stdout + resumed.stderr
     files = os.listdir(models)
     assert not [f for f in files if f.startswith("tmp")]
+    # the interrupted run's older checkpoints are gone: only the newest is kept (keep_checkpoints=1)
+    assert [f for f in files if f.startswith("checkpoint")] == ["checkpoint_epoch=6.pt"]
     final = torch.load(os.path.join(models, "checkpoint_epoch=6.pt"), map_location="cpu", weights_only=False)
     assert final["trainer"]["iteration"] == 6 * 4  # same count as an uninterrupted run
     for key in ("network", "teacher", "optimizer", "discriminator", "discriminator_optimizer"):

@@ -60,6 +60,10 @@ def test_chase_modes(chase_items):
     unl = chase_transforms("unlabeled", patch_size=(32, 32))(item)
     assert set(unl) >= {"image"} and "label" not in unl or isinstance(unl["label"], str)
     assert unl["image"].shape == (3, 32, 32)
+    # the FOV travels with the unlabeled patch (SupMix pastes inside it), cropped alike
+    assert unl["fov"].shape == (1, 32, 32) and set(torch.unique(unl["fov"]).tolist()) <= {0, 1}
+    unl_no_fov = chase_transforms("unlabeled", patch_size=(32, 32))({"image": item["image"]})
+    assert int(unl_no_fov["fov"].min()) == 1
     inf = chase_transforms("infer", scale=0.5)({"image": item["image"]})
     assert inf["image"].shape == (3, 32, 40)
     sized = chase_transforms("eval", spatial_size=(40, 50))(item)
@@ -119,7 +123,8 @@ def test_covid_modes_and_inversion(covid_items):
     train = covid_transforms("train", spatial_size=(40, 40), patch_size=(24, 24))(item)
     assert train["image"].shape == train["label"].shape == (1, 24, 24)
     unl = covid_transforms("unlabeled", spatial_size=(40, 40))(covid_items["unlabeled"][0])
-    assert unl["image"].shape == (1, 40, 40)
+    assert unl["image"].shape == unl["lung"].shape == (1, 40, 40)
+    assert "lung" not in covid_transforms("unlabeled", spatial_size=(40, 40), lung_region=False)(covid_items["unlabeled"][0])
     preprocess = covid_transforms("infer", spatial_size=(32, 32))
     inf = preprocess({"image": item["image"]})
     assert inf["image"].shape == (1, 32, 32)
@@ -163,3 +168,29 @@ def test_chase_eval_without_fov_gets_full_mask(tmp_path):
     out = chase_transforms("eval")(item)
     assert out["fov"].shape == (1, 48, 48) and int(out["fov"].min()) == 1
     assert os.path.isfile(item["image"])
+
+
+def test_lung_region_covers_the_lungs_of_ct_phantoms():
+    from monai_supmix.data import make_ct_phantom
+    from monai_supmix.data.transforms import LungRegiond
+
+    for seed in range(3):
+        phantom = make_ct_phantom(seed, (96, 96))
+        image, label = torch.as_tensor(phantom["image"]), torch.as_tensor(phantom["label"])
+        out = LungRegiond("image", output_key="lung")({"image": image})
+        mask = out["lung"]
+        assert mask.shape == (1, 96, 96) and set(torch.unique(mask).tolist()) <= {0, 1}
+        assert 0.2 < float(mask.float().mean()) < 0.8  # the lungs, not the whole slice
+        assert float(mask[label > 0].float().mean()) > 0.85  # lesions lie inside
+    flat = LungRegiond().mask(torch.zeros(1, 8, 8))
+    assert int(flat.sum()) == 0
+
+
+def test_repeat_to_length_fills_batches_of_few_labeled_images():
+    from monai_supmix.data import repeat_to_length
+
+    assert repeat_to_length([{"id": 1}], 4) == [{"id": 1}] * 4
+    assert [i["id"] for i in repeat_to_length([{"id": 1}, {"id": 2}, {"id": 3}], 4)] == [1, 2, 3, 1, 2, 3]
+    assert len(repeat_to_length([{}] * 5, 4)) == 5
+    with pytest.raises(ValueError, match="empty"):
+        repeat_to_length([], 4)

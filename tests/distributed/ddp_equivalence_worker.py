@@ -13,7 +13,8 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch.utils.data import DataLoader, DistributedSampler
 
-from monai_supmix.engines import SemiSupervisedTrainer
+from monai_supmix.engines import SUFD, SemiSupervisedTrainer
+from monai_supmix.losses import ConfidenceWeightedCELoss
 from monai_supmix.networks import FeatureDiscriminator, feature_channels
 
 GLOBAL_BATCH = 4
@@ -56,11 +57,9 @@ def main(out_file: str) -> None:
         loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
         unlabeled_data_loader=loaders[1],
         num_classes=2,
-        mix="none",
-        confidence_threshold=0.0,
-        discriminator=disc_model,
-        discriminator_optimizer=torch.optim.SGD(disc_model.parameters(), lr=0.1),
-        adversarial_weight=0.5,
+        mixing="none",
+        unsupervised_loss_function=ConfidenceWeightedCELoss(0.0),
+        sufd=SUFD(disc_model, torch.optim.SGD(disc_model.parameters(), lr=0.1), weight=0.5, input="mixed"),
     )
     trainer.run()
     if not distributed or dist.get_rank() == 0:

@@ -12,7 +12,9 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch.utils.data import DataLoader
 
-from monai_supmix.engines import SemiSupervisedTrainer, loss_terms
+from monai_supmix.engines import SUFD, SemiSupervisedTrainer, loss_terms
+from monai_supmix.losses import ConfidenceWeightedCELoss
+from monai_supmix.transforms import BatchPerturbation, strong_perturbation
 from monai_supmix.handlers import attach_resumable_checkpoints
 from monai_supmix.networks import FeatureDiscriminator, feature_channels
 
@@ -34,15 +36,16 @@ def _net(dims: int = 2) -> torch.nn.Module:
     return UNet(dims, 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
 
 
-def _trainer(net, dims=2, mix="supmix", sufd=False, epochs=1, unsup=1.0, adv=0.1, **kwargs):
+def _sufd(net, dims=2, adv=0.1, **kwargs) -> SUFD:
+    size = (16,) * dims
+    torch.manual_seed(1)
+    disc = FeatureDiscriminator(dims, feature_channels(net, kwargs.get("feature_layer"), 1, size), channels=(8,), strides=(2,))
+    return SUFD(disc, torch.optim.SGD(disc.parameters(), lr=0.1), weight=adv, **kwargs)
+
+
+def _trainer(net, dims=2, mix="supmix", sufd=False, epochs=1, unsup=1.0, adv=0.1, sufd_kwargs=None, **kwargs):
     labeled = DataLoader(_items(4, dims, size=16 if dims == 3 else 32), batch_size=2)
     unlabeled = DataLoader(_items(6, dims, labeled=False, seed=1, size=16 if dims == 3 else 32), batch_size=2)
-    disc = disc_opt = None
-    if sufd:
-        size = (16,) * dims
-        torch.manual_seed(1)
-        disc = FeatureDiscriminator(dims, feature_channels(net, None, 1, size), channels=(8,), strides=(2,))
-        disc_opt = torch.optim.SGD(disc.parameters(), lr=0.1)
     return SemiSupervisedTrainer(
         device="cpu",
         max_epochs=epochs,
@@ -52,11 +55,9 @@ def _trainer(net, dims=2, mix="supmix", sufd=False, epochs=1, unsup=1.0, adv=0.1
         loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
         unlabeled_data_loader=unlabeled,
         num_classes=2,
-        mix=mix,
+        mixing=mix,
         unsupervised_weight=unsup,
-        discriminator=disc,
-        discriminator_optimizer=disc_opt,
-        adversarial_weight=adv,
+        sufd=_sufd(net, dims, adv, **(sufd_kwargs or {})) if sufd else None,
         **kwargs,
     )
 
@@ -104,13 +105,13 @@ def test_discriminator_only_changes_through_its_optimizer():
     disc = trainer.discriminator
     before = [p.detach().clone() for p in disc.parameters()]
     grads_seen = []
-    original_step = trainer.discriminator_optimizer.step
+    original_step = trainer.sufd.optimizer.step
 
     def counting_step(*args, **kwargs):
         grads_seen.append(True)
         return original_step(*args, **kwargs)
 
-    trainer.discriminator_optimizer.step = counting_step
+    trainer.sufd.optimizer.step = counting_step
     # the student's optimizer never holds discriminator parameters
     student_ids = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
     assert not student_ids & {id(p) for p in disc.parameters()}
@@ -120,14 +121,23 @@ def test_discriminator_only_changes_through_its_optimizer():
 
 
 def test_discriminator_gets_no_gradient_from_student_losses():
+    """After the student's backward (adversarial term included) no gradient sits on the discriminator."""
     net = _net()
-    trainer = _trainer(net, sufd=True)
-    trainer.discriminator_optimizer.step = lambda *a, **k: None  # freeze the discriminator's own update
-    trainer.discriminator_optimizer.zero_grad = lambda *a, **k: None
-    before = [p.detach().clone() for p in trainer.discriminator.parameters()]
+    trainer = _trainer(net, sufd=True, adv=1.0)
+    disc = trainer.discriminator
+    seen = []
+    original = trainer.sufd.discriminator_step
+
+    def checked_step(*args, **kwargs):  # runs right after the student's backward and step
+        seen.append([p.grad for p in disc.parameters()])
+        return original(*args, **kwargs)
+
+    trainer.sufd.discriminator_step = checked_step
     trainer.run()
-    for b, a in zip(before, trainer.discriminator.parameters()):
-        assert torch.equal(b, a)
+    assert len(seen) == trainer.state.iteration == 2
+    assert float(trainer.state.output["adversarial_loss"]) > 0  # the term was there and back-propagated
+    for grads in seen:
+        assert all(g is None or not bool(g.abs().sum()) for g in grads)
 
 
 @pytest.mark.parametrize("sufd", [False, True])
@@ -162,45 +172,27 @@ def test_all_modes_train(mix, dims):
 
 def test_supmix_pasted_pixels_are_confident():
     net = _net()
-    trainer = _trainer(net, mix="supmix", confidence_threshold=0.99)
+    trainer = _trainer(net, mix="supmix", unsupervised_loss_function=ConfidenceWeightedCELoss(0.99))
     trainer.run()
     # an untrained teacher is never 99 % sure, so every confident pixel was pasted from ground truth
     assert trainer.state.output["confident_fraction"] > 0
-
-
-@pytest.mark.parametrize("prob", [0.0, 1.0])
-def test_supmix_prob_decides_whether_to_paste(prob):
-    trainer = _trainer(_net(), mix="supmix", supmix_prob=prob)
-    trainer.state.iteration = 1
-    labeled = next(iter(trainer.data_loader))
-    images_u = torch.rand(2, 1, 32, 32)
-    pseudo = torch.zeros(2, 1, 32, 32, dtype=torch.long)
-    confidence = torch.zeros(2, 1, 32, 32)
-    mixed, label, conf = trainer._mix(
-        images_u, pseudo, confidence, labeled["image"], labeled["label"], torch.tensor([10.0, 1.0])
-    )
-    if prob == 0.0:
-        assert torch.equal(mixed, images_u) and torch.equal(label, pseudo) and torch.equal(conf, confidence)
-    else:  # each image got ground-truth foreground pixels, with confidence 1
-        assert all(int(label[i].sum()) > 0 for i in range(2))
-        assert torch.equal(conf.bool(), label.bool()) and not torch.equal(mixed, images_u)
 
 
 @pytest.mark.parametrize("discriminator_input", ["mixed", "unlabeled"])
 def test_discriminator_input_selects_which_features_are_fake(discriminator_input):
     """``"unlabeled"`` shows the discriminator features of the plain (unmixed) unlabeled images."""
     net = _net()
-    trainer = _trainer(net, mix="supmix", sufd=True, discriminator_input=discriminator_input)
+    trainer = _trainer(net, mix="supmix", sufd=True, sufd_kwargs={"input": discriminator_input})
     for group in trainer.optimizer.param_groups:  # keep the student fixed so features can be recomputed
         group["lr"] = 0.0
     seen = []
-    original = trainer._discriminator_step
-    trainer._discriminator_step = lambda feat_l, feat_u, autocast: (seen.append(feat_u), original(feat_l, feat_u, autocast))
+    original = trainer.sufd.discriminator_step
+    trainer.sufd.discriminator_step = lambda feat_l, feat_u, *a: (seen.append(feat_u), original(feat_l, feat_u, *a))[1]
     trainer.run()
     first_unlabeled = next(iter(trainer.unlabeled_data_loader))["image"]
     with torch.no_grad():
         net(first_unlabeled)
-    plain = trainer.feature_tap.pop()
+    plain = trainer.sufd._tap.pop()
     assert seen[0].shape == plain.shape
     if discriminator_input == "unlabeled":
         torch.testing.assert_close(seen[0], plain)
@@ -208,9 +200,54 @@ def test_discriminator_input_selects_which_features_are_fake(discriminator_input
         assert not torch.allclose(seen[0], plain)
 
 
+def test_output_space_sufd_sees_the_softmax():
+    net = _net()
+    trainer = _trainer(net, mix="classmix", sufd=True, sufd_kwargs={"feature_layer": "output"})
+    seen = []
+    original = trainer.sufd.discriminator_step
+    trainer.sufd.discriminator_step = lambda feat_l, feat_u, *a: (seen.append(feat_l), original(feat_l, feat_u, *a))[1]
+    trainer.run()
+    assert seen[0].shape[1] == 2  # the classes
+    torch.testing.assert_close(seen[0].sum(1), torch.ones_like(seen[0][:, 0]))
+
+
+def test_sufd_waits_for_its_warmup():
+    trainer = _trainer(_net(), sufd=True, epochs=2, sufd_kwargs={"warmup_iterations": 2})
+    accuracies = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: accuracies.append(e.state.output["discriminator_accuracy"]))
+    trainer.run()
+    assert [a != a for a in accuracies] == [True, True, False, False]  # NaN (inactive) for the first two
+
+
+def test_strong_view_perturbs_only_the_students_mixed_input():
+    """The teacher sees the weak view, the student the perturbed one; same pseudo-labels either way."""
+    net = _net()
+    perturb = BatchPerturbation(strong_perturbation("ct", strength=2.0), seed=0)
+    trainer = _trainer(net, mix="none", student_transform=perturb)
+    teacher_inputs, student_inputs = [], []
+    trainer.teacher.register_forward_pre_hook(lambda m, a: teacher_inputs.append(a[0].clone()))
+    net.register_forward_pre_hook(lambda m, a: student_inputs.append(a[0].clone()))
+    trainer.run()
+    weak = teacher_inputs[0]
+    student_u = student_inputs[0][2:]  # after the 2 labeled images
+    assert weak.shape == student_u.shape and not torch.allclose(weak, student_u)
+    # re-seeded from (seed, iteration): the same draw again
+    perturb.set_random_state(seed=(0 * 1_000_003 + 1) % 2**31)
+    torch.testing.assert_close(perturb(weak), student_u)
+
+
+def test_supervised_configuration_skips_the_unlabeled_branch():
+    net = _net()
+    trainer = _trainer(net, mix="none", unsup=0.0)
+    trainer._next_unlabeled = lambda: (_ for _ in ()).throw(AssertionError("unlabeled batch read"))
+    trainer.run()
+    assert trainer.state.iteration == 2
+
+
 def test_resume_continues_identically(tmp_path):
     ref = _net()
-    _trainer(ref, sufd=True, epochs=4, rampup_iterations=3).run()
+    ref_trainer = _trainer(ref, sufd=True, epochs=4, rampup_iterations=3)
+    ref_trainer.run()
 
     first = _net()
     trainer = _trainer(first, sufd=True, epochs=2, rampup_iterations=3)
@@ -224,8 +261,10 @@ def test_resume_continues_identically(tmp_path):
     assert resumed.state.iteration == 8
     for a, b in zip(resumed_net.parameters(), ref.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    for a, b in zip(resumed.teacher.parameters(), ref.parameters()):
-        assert a.shape == b.shape
+    for a, b in zip(resumed.teacher.parameters(), ref_trainer.teacher.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(resumed.discriminator.parameters(), ref_trainer.discriminator.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_nonfinite_loss_stops_without_touching_weights():
@@ -254,33 +293,17 @@ def test_bad_arguments():
     net = _net()
     with pytest.raises(ValueError, match="mix must be one of"):
         _trainer(net, mix="cutmix")
-    with pytest.raises(ValueError, match="discriminator_input must be one of"):
-        _trainer(net, discriminator_input="labeled")
-    with pytest.raises(ValueError, match="supmix_prob must be in"):
-        _trainer(net, supmix_prob=1.5)
+    with pytest.raises(TypeError, match="sufd must be"):
+        _trainer(net, sufd=False, sufd_kwargs=None, **{"rampup_schedule": "linear"}).__class__(
+            "cpu", 1, DataLoader(_items(2)), net, torch.optim.SGD(net.parameters(), 0.1), DiceCELoss(),
+            DataLoader(_items(2, labeled=False)), 2, sufd="yes",
+        )
+    with pytest.raises(ValueError, match="unsupervised_weight must be"):
+        _trainer(net, unsup=-1.0)
     with pytest.raises(ValueError, match="unlabeled_data_loader is empty"):
         SemiSupervisedTrainer(
             "cpu", 1, DataLoader(_items(2)), net, torch.optim.SGD(net.parameters(), 0.1), DiceCELoss(), DataLoader([]), 2
         )
-    with pytest.raises(ValueError, match="discriminator_optimizer is required"):
-        SemiSupervisedTrainer(
-            "cpu",
-            1,
-            DataLoader(_items(2)),
-            net,
-            torch.optim.SGD(net.parameters(), 0.1),
-            DiceCELoss(),
-            DataLoader(_items(2, labeled=False)),
-            2,
-            discriminator=FeatureDiscriminator(2, 8),
-        )
-
-
-def test_discriminator_collapse_warning():
-    net = _net()
-    trainer = _trainer(net, sufd=True, discriminator_collapse_patience=1)
-    with pytest.warns(UserWarning, match="SUFD discriminator accuracy"):
-        trainer._check_collapse(1.0)
 
 
 def test_tracking_handler_gets_the_loss_not_a_tuple():

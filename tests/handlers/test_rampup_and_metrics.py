@@ -48,3 +48,31 @@ def test_per_class_writer_and_class_mean_iou(tmp_path):
     assert result["miou"] == pytest.approx(((2 / 3 + 1) / 2 + 0.5) / 2)
     assert engine.state.metrics["miou"] == pytest.approx(result["miou"])
     assert result["num_images"] == 2
+
+
+def test_per_class_writer_pools_counts_and_keeps_false_positives(tmp_path):
+    """Pooled IoU counts a false positive on an image without the class; per-image counts are kept."""
+    from monai.data import MetaTensor
+
+    out = tmp_path / "m.json"
+    gt1, pr1 = torch.tensor([[0, 1], [1, 0]]), torch.tensor([[0, 1], [0, 0]])
+    gt2, pr2 = torch.zeros(2, 2, dtype=torch.long), torch.tensor([[1, 0], [0, 0]])  # a false positive
+    batches = [
+        ([_onehot(pr1)], [MetaTensor(_onehot(gt1), meta={"filename_or_obj": "/x/a.png"})]),
+        ([_onehot(pr2)], [MetaTensor(_onehot(gt2), meta={"filename_or_obj": "/x/b.png"})]),
+    ]
+    engine = Engine(lambda e, b: {"pred": b[0], "label": b[1]})
+    writer = PerClassMetricsWriter(str(out), ["bg", "fg"], output_transform=lambda o: (o["pred"], o["label"]))
+    writer.attach(engine)
+    engine.run(batches)
+    result = json.loads(out.read_text())
+    assert [i["id"] for i in result["per_image"]] == ["a.png", "b.png"]
+    assert result["per_image"][0] == {"id": "a.png", "tp": [2, 1], "fp": [1, 0], "fn": [0, 1]}
+    assert result["per_image"][1] == {"id": "b.png", "tp": [3, 0], "fp": [0, 1], "fn": [1, 0]}
+    # fg pooled: tp 1, fp 1, fn 1 -> 1/3; the per-image mean ignores image b (empty label): 1/2
+    assert result["pooled_iou"]["fg"] == pytest.approx(1 / 3)
+    assert result["iou"]["fg"] == pytest.approx(0.5)
+    assert result["pooled_iou"]["bg"] == pytest.approx(5 / 7)
+    assert result["pooled_miou"] == pytest.approx((5 / 7 + 1 / 3) / 2)
+    # Inf-Net Dice: only image a contains fg: 2*1 / (2*1 + 0 + 1)
+    assert result["infnet_dice"]["fg"] == pytest.approx(2 / 3)

@@ -1,0 +1,232 @@
+"""Paired comparisons of benchmark runs: pooled IoU from per-image counts, bootstrap confidence intervals, claims.
+
+Every run record of ``results.json`` carries, per test image, the true-positive /
+false-positive / false-negative pixel counts of every class (written by the bundles'
+evaluation, :class:`monai_supmix.handlers.PerClassMetricsWriter`, from
+``monai.metrics.get_confusion_matrix``). From them:
+
+- **pooled IoU** of a class = Σ TP / Σ (TP + FP + FN) over the test images (and seeds):
+  dataset-level IoU, which counts false positives on images that lack the class;
+  pooled mIoU = mean over classes (background included);
+- **a paired difference** of two methods uses the runs they share (same fold and seed)
+  and the test images of those folds: method A's counts and method B's counts of the
+  same images, summed over the shared seeds;
+- **its 95 % confidence interval** comes from a bootstrap over test images (images drawn
+  with replacement, the same draw for both methods, 2,000 resamples, percentile interval).
+
+A claim "A > B" *holds* when the whole interval lies above 0, *does not hold* when it
+lies below 0 (B is better), and *cannot tell* otherwise.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "CLAIMS",
+    "image_counts",
+    "paired_counts",
+    "pooled_iou",
+    "pooled_miou",
+    "bootstrap_delta",
+    "verdict",
+    "compute_claims",
+]
+
+N_BOOT = 2000
+
+#: (claim, method A, method B): "A > B".
+CLAIMS = (
+    ("conventional > supervised", "conventional", "supervised"),
+    ("ours > conventional", "ours", "conventional"),
+    ("+SupMix > conventional", "supmix", "conventional"),
+    ("+SUFD > conventional", "sufd", "conventional"),
+    ("ours > supervised", "ours", "supervised"),
+)
+
+
+def image_counts(record: dict) -> dict[str, np.ndarray]:
+    """``{image id: C×3 array of (TP, FP, FN)}`` of one run record."""
+    return {
+        item["id"]: np.stack([item["tp"], item["fp"], item["fn"]], axis=-1).astype(np.float64)
+        for item in record["per_image"]
+    }
+
+
+def pooled_iou(counts: np.ndarray) -> np.ndarray:
+    """Per-class pooled IoU of ``...×N×C×3`` counts (summed over the image axis ``-3``)."""
+    total = counts.sum(axis=-3)
+    tp, fp, fn = total[..., 0], total[..., 1], total[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tp / (tp + fp + fn)
+
+
+def pooled_miou(counts: np.ndarray) -> np.ndarray:
+    """Pooled mIoU (mean over classes, NaN classes skipped) of ``...×N×C×3`` counts."""
+    return np.nanmean(pooled_iou(counts), axis=-1)
+
+
+def paired_counts(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+    """Counts of the images both methods were tested on, summed over their shared (fold, seed) runs.
+
+    Returns:
+        ``(A, B, image keys, number of paired runs)`` with ``A``/``B`` of shape ``N×C×3``.
+    """
+    by_a = {(r["fold"], r["seed"]): r for r in runs_a}
+    by_b = {(r["fold"], r["seed"]): r for r in runs_b}
+    shared = sorted(set(by_a) & set(by_b))
+    sums_a: dict[str, np.ndarray] = {}
+    sums_b: dict[str, np.ndarray] = {}
+    for key in shared:
+        counts_a, counts_b = image_counts(by_a[key]), image_counts(by_b[key])
+        for image in sorted(set(counts_a) & set(counts_b)):
+            name = f"f{key[0]}/{image}"
+            sums_a[name] = sums_a.get(name, 0) + counts_a[image]
+            sums_b[name] = sums_b.get(name, 0) + counts_b[image]
+    keys = sorted(sums_a)
+    if not keys:
+        return np.zeros((0, 0, 3)), np.zeros((0, 0, 3)), [], 0
+    return np.stack([sums_a[k] for k in keys]), np.stack([sums_b[k] for k in keys]), keys, len(shared)
+
+
+def _resample_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``n_boot×n`` multiplicities of a bootstrap draw of ``n`` images with replacement."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+
+
+def _weighted(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``n_boot×1×C×3`` count sums of each bootstrap draw."""
+    return np.einsum("bn,nck->bck", weights, counts)[:, None]
+
+
+def bootstrap_delta(
+    counts_a: np.ndarray, counts_b: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95
+) -> dict:
+    """Pooled-mIoU difference A − B (in points) with a paired bootstrap interval over images.
+
+    Args:
+        counts_a: ``N×C×3`` counts of method A.
+        counts_b: the same images' counts of method B.
+        n_boot: bootstrap resamples.
+        seed: seed of the resampling.
+        level: confidence level of the percentile interval.
+
+    Returns:
+        ``{"delta", "ci_low", "ci_high", "per_class_delta", "samples"}`` (points; ``samples``
+        is the array of bootstrap deltas, for combining claims).
+
+    Raises:
+        ValueError: when the two count arrays differ in shape or are empty.
+    """
+    if counts_a.shape != counts_b.shape or counts_a.size == 0:
+        raise ValueError(f"need paired, non-empty counts, got shapes {counts_a.shape} and {counts_b.shape}")
+    delta = 100 * float(pooled_miou(counts_a) - pooled_miou(counts_b))
+    per_class = 100 * (pooled_iou(counts_a) - pooled_iou(counts_b))
+    weights = _resample_weights(counts_a.shape[0], n_boot, seed)
+    samples = 100 * (pooled_miou(_weighted(counts_a, weights)) - pooled_miou(_weighted(counts_b, weights)))
+    tail = 100 * (1 - level) / 2
+    low, high = np.nanpercentile(samples, [tail, 100 - tail])
+    return {
+        "delta": delta,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "per_class_delta": per_class.tolist(),
+        "samples": samples,
+    }
+
+
+def bootstrap_gap_closed(
+    ours: np.ndarray, few: np.ndarray, full: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95
+) -> dict:
+    """Fraction of the gap from supervised-few to supervised-full that a method closes, with a bootstrap interval.
+
+    All three arrays hold the counts of the same images (``N×C×3``).
+    """
+    def fraction(a, b, c):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (pooled_miou(a) - pooled_miou(b)) / (pooled_miou(c) - pooled_miou(b))
+
+    value = float(fraction(ours, few, full))
+    weights = _resample_weights(ours.shape[0], n_boot, seed)
+    samples = fraction(_weighted(ours, weights), _weighted(few, weights), _weighted(full, weights))
+    tail = 100 * (1 - level) / 2
+    low, high = np.nanpercentile(samples, [tail, 100 - tail])
+    return {"fraction": value, "ci_low": float(low), "ci_high": float(high)}
+
+
+def verdict(low: float, high: float) -> str:
+    """``holds`` (interval above 0), ``does not hold`` (below 0) or ``cannot tell``."""
+    if low > 0:
+        return "holds"
+    if high < 0:
+        return "does not hold"
+    return "cannot tell"
+
+
+def group_runs(records: Iterable[dict]) -> dict[tuple[str, int, str], list[dict]]:
+    """Runs by ``(dataset, num_labeled, method)``."""
+    cells: dict = defaultdict(list)
+    for r in records:
+        cells[(r["dataset"], r["num_labeled"], r["method"])].append(r)
+    return cells
+
+
+def compute_claims(records: Sequence[dict], protocol: str, settings: Sequence[tuple[str, int]]) -> list[dict]:
+    """Every claim of :data:`CLAIMS` for each ``(dataset, num_labeled)`` that has paired runs.
+
+    Only reporting-fold records should be passed. Also adds, where both datasets have it,
+    "ours > conventional" averaged over the first setting of each dataset (the mean of the
+    two deltas, its interval from independent bootstrap draws per dataset).
+    """
+    cells = group_runs(records)
+    claims: list[dict] = []
+    samples: dict[tuple, np.ndarray] = {}
+    for dataset, labeled in settings:
+        for name, a, b in CLAIMS:
+            runs_a, runs_b = cells.get((dataset, labeled, a), []), cells.get((dataset, labeled, b), [])
+            counts_a, counts_b, keys, n_runs = paired_counts(runs_a, runs_b)
+            if not keys:
+                continue
+            result = bootstrap_delta(counts_a, counts_b)
+            class_names = runs_a[0]["class_names"]
+            samples[(name, dataset, labeled)] = result["samples"]
+            claims.append({
+                "claim": name,
+                "dataset": dataset,
+                "num_labeled": labeled,
+                "protocol": protocol,
+                "delta_miou": round(result["delta"], 3),
+                "ci_low": round(result["ci_low"], 3),
+                "ci_high": round(result["ci_high"], 3),
+                "verdict": verdict(result["ci_low"], result["ci_high"]),
+                "n_images": len(keys),
+                "n_runs": n_runs,
+                "folds": sorted({r["fold"] for r in runs_a} & {r["fold"] for r in runs_b}),
+                "per_class_delta": {c: round(v, 3) for c, v in zip(class_names, result["per_class_delta"])},
+            })
+    # the headline average over the two datasets
+    heads = [s for s in settings if s[0] == "chase"][:1] + [s for s in settings if s[0] == "covid19"][:1]
+    parts = [samples.get(("ours > conventional", d, n)) for d, n in heads]
+    if len(heads) == 2 and all(p is not None for p in parts):
+        found = [c for c in claims if c["claim"] == "ours > conventional" and (c["dataset"], c["num_labeled"]) in heads]
+        mean_samples = (parts[0] + parts[1]) / 2
+        low, high = np.nanpercentile(mean_samples, [2.5, 97.5])
+        claims.append({
+            "claim": "ours > conventional",
+            "dataset": "average",
+            "num_labeled": "+".join(f"{d} {n}" for d, n in heads),
+            "protocol": protocol,
+            "delta_miou": round(sum(c["delta_miou"] for c in found) / 2, 3),
+            "ci_low": round(float(low), 3),
+            "ci_high": round(float(high), 3),
+            "verdict": verdict(float(low), float(high)),
+            "n_images": sum(c["n_images"] for c in found),
+            "n_runs": sum(c["n_runs"] for c in found),
+            "folds": sorted({f for c in found for f in c["folds"]}),
+            "per_class_delta": {},
+        })
+    return claims

@@ -1,0 +1,233 @@
+"""The Sup-Unsup Feature Discriminator (SUFD) as one component of the trainer.
+
+Everything SUFD needs lives here: the discriminator and its optimizer, the feature tap
+on the student, the adversarial loss, its schedule and its diagnostics. The trainer
+calls :meth:`SUFD.student_loss` inside the student's forward pass and
+:meth:`SUFD.discriminator_step` after the student's update.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from monai_supmix.networks.feature_tap import FeatureTap
+
+__all__ = ["SUFD", "DISCRIMINATOR_INPUTS", "ADVERSARIAL_CRITERIA", "OUTPUT_FEATURES"]
+
+DISCRIMINATOR_INPUTS = ("unlabeled", "mixed")
+ADVERSARIAL_CRITERIA = ("bce", "least_squares", "hinge")
+#: ``feature_layer`` value that makes the discriminator see the student's softmax output
+#: (output-space alignment) instead of a hidden layer.
+OUTPUT_FEATURES = "output"
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    while isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        module = module.module
+    return module
+
+
+def adversarial_loss(logits: torch.Tensor, real: bool, criterion: str, smoothing: float = 0.0) -> torch.Tensor:
+    """Patch-wise adversarial loss computed in float32 from logits (safe under autocast).
+
+    MONAI's :class:`~monai.losses.PatchAdversarialLoss` applies a sigmoid and ``BCELoss``,
+    which PyTorch refuses under CUDA autocast, and has no label smoothing; hence this
+    function: ``"bce"`` is ``binary_cross_entropy_with_logits`` (targets 1 for real, 0 for
+    fake, pulled towards 0.5 by ``smoothing``), ``"least_squares"`` is the LSGAN loss on
+    ``sigmoid(logits)``, ``"hinge"`` is the hinge loss of the discriminator's update (the
+    student side of the hinge game is ``-logits``).
+    """
+    logits = logits.float()
+    target = (1.0 - smoothing / 2) if real else smoothing / 2
+    if criterion == "bce":
+        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+    if criterion == "least_squares":
+        return F.mse_loss(torch.sigmoid(logits), torch.full_like(logits, target))
+    if criterion == "hinge":
+        return F.relu(1.0 - logits).mean() if real else F.relu(1.0 + logits).mean()
+    raise ValueError(f"adversarial criterion must be one of {ADVERSARIAL_CRITERIA}, got {criterion!r}.")
+
+
+class SUFD:
+    """Sup-Unsup Feature Discriminator: align the student's features of unlabeled images with labeled ones.
+
+    The discriminator learns to tell features of labeled images ("real") from features of
+    unlabeled images ("fake"); the student gets an adversarial term that makes its
+    unlabeled features look labeled, so that what it learns from ground truth carries over.
+
+    Args:
+        discriminator: e.g. :class:`~monai_supmix.networks.FeatureDiscriminator` (may be DDP-wrapped).
+        optimizer: the discriminator's optimizer.
+        feature_layer: the student's submodule whose output the discriminator sees
+            (``None``: the documented default of the network class; ``"output"``: the
+            student's softmax output, i.e. output-space alignment).
+        weight: weight of the student's adversarial term after ramp-up (the trainer's
+            ramp-up factor multiplies it).
+        input: which unlabeled features are "fake": ``"unlabeled"`` (the plain unlabeled
+            images, one more student pass over the unlabeled batch; the discriminator cannot
+            use paste edges) or ``"mixed"`` (the mixed images the student trains on, no extra pass).
+        criterion: ``"bce"``, ``"least_squares"`` or ``"hinge"`` (see :func:`adversarial_loss`).
+        label_smoothing: pull the discriminator's targets towards 0.5 by this amount (0-1).
+        warmup_iterations: the discriminator and the adversarial term start after this many
+            iterations (pseudo-labels and features settle first).
+        collapse_patience: warn when the discriminator's accuracy stays at or above 0.99 for
+            this many consecutive iterations.
+
+    Raises:
+        ValueError: for an unknown ``input`` or ``criterion``, a negative weight, or
+            ``label_smoothing`` outside [0, 1).
+    """
+
+    def __init__(
+        self,
+        discriminator: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        feature_layer: str | None = None,
+        weight: float = 0.01,
+        input: str = "unlabeled",
+        criterion: str = "bce",
+        label_smoothing: float = 0.0,
+        warmup_iterations: int = 0,
+        collapse_patience: int = 50,
+    ) -> None:
+        if input not in DISCRIMINATOR_INPUTS:
+            raise ValueError(f"discriminator_input must be one of {DISCRIMINATOR_INPUTS}, got {input!r}.")
+        if criterion not in ADVERSARIAL_CRITERIA:
+            raise ValueError(f"adversarial criterion must be one of {ADVERSARIAL_CRITERIA}, got {criterion!r}.")
+        if float(weight) < 0:
+            raise ValueError(f"adversarial_weight must be >= 0, got {weight!r}.")
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}.")
+        if optimizer is None:
+            raise ValueError("SUFD needs the discriminator's optimizer.")
+        self.discriminator = discriminator
+        self.optimizer = optimizer
+        self.feature_layer = feature_layer
+        self.weight = float(weight)
+        self.input = input
+        self.criterion = criterion
+        self.label_smoothing = float(label_smoothing)
+        self.warmup_iterations = int(warmup_iterations)
+        self.collapse_patience = int(collapse_patience)
+        self.scaler: torch.amp.GradScaler | None = None
+        self._tap: FeatureTap | None = None
+        self._collapse_count = 0
+        self._collapse_warned = False
+
+    # ------------------------------------------------------------------ set-up
+    def attach(self, network: nn.Module, use_amp: bool) -> None:
+        """Tap the student ``network`` (called by the trainer) and create the AMP scaler."""
+        if self.feature_layer != OUTPUT_FEATURES:
+            self._tap = FeatureTap(network, self.feature_layer)
+        self.scaler = torch.amp.GradScaler("cuda") if use_amp else None
+
+    @property
+    def needs_plain_pass(self) -> bool:
+        """Whether the student must also see the plain (unmixed) unlabeled images."""
+        return self.input == "unlabeled"
+
+    def active(self, iteration: int) -> bool:
+        """Whether SUFD acts at this (0-based) iteration."""
+        return iteration >= self.warmup_iterations
+
+    def features(self, logits: torch.Tensor) -> torch.Tensor:
+        """The features of the student's last forward pass (its softmax output for ``"output"``)."""
+        if self._tap is None:
+            return torch.softmax(logits.float(), dim=1)
+        return self._tap.pop()
+
+    # ------------------------------------------------------------------ losses
+    def student_loss(self, features_u: torch.Tensor) -> torch.Tensor:
+        """Adversarial term of the student: unlabeled features should be judged "real".
+
+        The discriminator's parameters are frozen (and it is in eval mode) for this call, so
+        the student's loss never writes gradients into the discriminator nor changes its
+        state; the plain (non-DDP) module is used
+        so that DDP does not expect a discriminator backward from the student's loss.
+        """
+        disc = _unwrap(self.discriminator)
+        requires = [p.requires_grad for p in disc.parameters()]
+        was_training = disc.training
+        disc.requires_grad_(False)
+        disc.eval()  # nor does it advance spectral norm's power iteration or draw dropout
+        try:
+            logits = disc(features_u)
+        finally:
+            for p, r in zip(disc.parameters(), requires):
+                p.requires_grad_(r)
+            disc.train(was_training)
+        if self.criterion == "hinge":
+            return -logits.float().mean()
+        return adversarial_loss(logits, real=True, criterion=self.criterion)
+
+    def discriminator_step(
+        self, features_l: torch.Tensor, features_u: torch.Tensor, autocast: Callable, on_nonfinite: str
+    ) -> dict[str, float]:
+        """One update of the discriminator on detached labeled (real) / unlabeled (fake) features.
+
+        Returns:
+            ``{"discriminator_loss", "discriminator_accuracy"}`` (accuracy: mean of the real
+            side's and the fake side's patch accuracy; 0.5 = the sides look alike).
+
+        Raises:
+            FloatingPointError: for a non-finite loss with ``on_nonfinite="raise"``.
+        """
+        disc = self.discriminator
+        disc.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        features = torch.cat([features_l.detach(), features_u.detach()]).float()
+        with autocast():
+            logits = disc(features)
+        n_l = features_l.shape[0]
+        logits_l, logits_u = logits[:n_l], logits[n_l:]
+        smoothing = self.label_smoothing
+        loss = 0.5 * (
+            adversarial_loss(logits_l, True, self.criterion, smoothing)
+            + adversarial_loss(logits_u, False, self.criterion, smoothing)
+        )
+        if not torch.isfinite(loss):
+            message = "non-finite discriminator loss"
+            if on_nonfinite == "raise":
+                raise FloatingPointError(message + "; lower the discriminator's learning rate.")
+            warnings.warn(message + "; skipping the discriminator update.")
+            self.optimizer.zero_grad(set_to_none=True)
+        elif self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)  # nothing of this step lingers into the student's next pass
+        with torch.no_grad():
+            accuracy = float(0.5 * ((logits_l > 0).float().mean() + (logits_u < 0).float().mean()))
+        self._check_collapse(accuracy)
+        return {"discriminator_loss": float(loss.detach()), "discriminator_accuracy": accuracy}
+
+    def _check_collapse(self, accuracy: float) -> None:
+        """Warn once when the discriminator wins outright for many iterations in a row."""
+        self._collapse_count = self._collapse_count + 1 if accuracy >= 0.99 else 0
+        if self._collapse_count >= self.collapse_patience and not self._collapse_warned:
+            self._collapse_warned = True
+            warnings.warn(
+                f"SUFD discriminator accuracy has been >= 0.99 for {self._collapse_count} iterations: it separates "
+                "labeled from unlabeled features perfectly and its gradient to the student saturates. Lower the "
+                "discriminator's learning rate, enable spectral norm, add label smoothing, or raise the adversarial weight."
+            )
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_objects(self) -> dict[str, Any]:
+        """The discriminator, its optimizer and AMP scaler, for full-state checkpoints."""
+        objects: dict[str, Any] = {
+            "discriminator": _unwrap(self.discriminator),
+            "discriminator_optimizer": self.optimizer,
+        }
+        if self.scaler is not None:
+            objects["discriminator_scaler"] = self.scaler
+        return objects
