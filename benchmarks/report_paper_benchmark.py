@@ -156,7 +156,10 @@ def gap_closed(records: list[dict]) -> list[str]:
                 # images and (fold, seed) runs shared by the three cells
                 shared = {(r["fold"], r["seed"]) for r in runs} & {(r["fold"], r["seed"]) for r in few_runs}
                 folds = {f for f, _ in shared} & {r["fold"] for r in full_runs}
-                pick = lambda rs: [r for r in rs if (r["fold"], r["seed"]) in shared and r["fold"] in folds]  # noqa: E731
+
+                def pick(rs, shared=shared, folds=folds):
+                    return [r for r in rs if (r["fold"], r["seed"]) in shared and r["fold"] in folds]
+
                 ours, _, keys, _ = stats.paired_counts(pick(runs), pick(few_runs))
                 few, _, _, _ = stats.paired_counts(pick(few_runs), pick(runs))
                 # the full-supervision run of each fold, repeated for each shared seed

@@ -86,7 +86,8 @@ class _WarnGrayscaled(MapTransform):
                 name = getattr(d[key], "meta", {}).get("filename_or_obj", key)
                 warnings.warn(
                     f"{name} is a one-channel (grayscale) image but the model was trained on {self.channels}-channel "
-                    "(RGB) images: its gray values are copied into every channel, which a colour model may segment worse."
+                    "(RGB) images: its gray values are copied into every channel, which a colour model may segment worse.",
+                    stacklevel=2,
                 )
         return d
 

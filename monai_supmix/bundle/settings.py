@@ -93,7 +93,8 @@ def check_training_settings(ckpt_path: str, purpose: str, **current: Any) -> dic
     if saved is None:
         warnings.warn(
             f"{ckpt_path} records no training settings (it was not written by this package's bundles): "
-            f"the {purpose} cannot check that scale, size, classes and channels match the training run."
+            f"the {purpose} cannot check that scale, size, classes and channels match the training run.",
+            stacklevel=2,
         )
         return {}
     differ = [k for k in PREPROCESSING_KEYS if k in saved and k in current and not _same(saved[k], current[k])]

@@ -236,7 +236,10 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self.on_nonfinite = on_nonfinite
         self.use_amp = bool(amp) and torch.device(device).type == "cuda"
         if amp and not self.use_amp:
-            warnings.warn(f"amp=True has no effect on device {device!r}: mixed precision is used on CUDA only.")
+            warnings.warn(
+                f"amp=True has no effect on device {device!r}: mixed precision is used on CUDA only.",
+                stacklevel=2,
+            )
             self.amp = False
         # AMP scalers live as long as the trainer so that checkpoints can hold them.
         self.student_scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
@@ -408,7 +411,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         )
         if self.on_nonfinite == "raise":
             raise FloatingPointError(message)
-        warnings.warn(message + " Skipping this update (on_nonfinite='skip').")
+        warnings.warn(message + " Skipping this update (on_nonfinite='skip').", stacklevel=2)
         self.optimizer.zero_grad(set_to_none=True)
         out.update(discriminator_loss=float("nan"), discriminator_accuracy=float("nan"))
         self.fire_event(IterationEvents.BACKWARD_COMPLETED)

@@ -195,7 +195,7 @@ class SUFD:
             message = "non-finite discriminator loss"
             if on_nonfinite == "raise":
                 raise FloatingPointError(message + "; lower the discriminator's learning rate.")
-            warnings.warn(message + "; skipping the discriminator update.")
+            warnings.warn(message + "; skipping the discriminator update.", stacklevel=2)
             self.optimizer.zero_grad(set_to_none=True)
         elif self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -218,7 +218,8 @@ class SUFD:
             warnings.warn(
                 f"SUFD discriminator accuracy has been >= 0.99 for {self._collapse_count} iterations: it separates "
                 "labeled from unlabeled features perfectly and its gradient to the student saturates. Lower the "
-                "discriminator's learning rate, enable spectral norm, add label smoothing, or raise the adversarial weight."
+                "discriminator's learning rate, enable spectral norm, add label smoothing, or raise the adversarial weight.",
+                stacklevel=2,
             )
 
     # ------------------------------------------------------------------ checkpoints

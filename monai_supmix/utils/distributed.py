@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import importlib
 import logging
 import os
 import sys
@@ -86,7 +87,7 @@ def init_distributed(backend: str | None = None) -> str:
         # torch.distributed.nn binds `group.WORLD` as a default argument when it is first imported
         # (DDP imports it): imported after the group exists, it would keep the group, and its
         # worker threads, alive until the interpreter finalizes
-        import torch.distributed.nn  # noqa: F401
+        importlib.import_module("torch.distributed.nn")
 
         dist.init_process_group(backend=backend)
     register_distributed_cleanup()
