@@ -11,8 +11,13 @@ evaluation, :class:`monai_supmix.handlers.PerClassMetricsWriter`, from
 - **a paired difference** of two methods uses the runs they share (same fold and seed)
   and the test images of those folds: method A's counts and method B's counts of the
   same images, summed over the shared seeds;
-- **its 95 % confidence interval** comes from a bootstrap over test images (images drawn
-  with replacement, the same draw for both methods, 2,000 resamples, percentile interval).
+- **its 95 % confidence interval** comes from a two-level (cluster) bootstrap: folds drawn
+  with replacement, then test images with replacement inside each drawn fold, the same
+  draw for both methods, 2,000 resamples, percentile interval. Each fold is its own
+  training run, so drawing folds carries run-to-run training variation into the
+  interval, which a bootstrap over images alone would leave out (it would only say how
+  sure we are about *these* trained models); with a single fold it falls back to images;
+- **runs won**: in how many of the shared (fold, seed) runs A's pooled mIoU is above B's.
 
 A claim "A > B" *holds* when the whole interval lies above 0, *does not hold* when it
 lies below 0 (B is better), and *cannot tell* otherwise.
@@ -29,9 +34,11 @@ __all__ = [
     "CLAIMS",
     "image_counts",
     "paired_counts",
+    "fold_groups",
     "pooled_iou",
     "pooled_miou",
     "bootstrap_delta",
+    "runs_won",
     "verdict",
     "compute_claims",
 ]
@@ -92,10 +99,35 @@ def paired_counts(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> tuple[np.nd
     return np.stack([sums_a[k] for k in keys]), np.stack([sums_b[k] for k in keys]), keys, len(shared)
 
 
-def _resample_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """``n_boot×n`` multiplicities of a bootstrap draw of ``n`` images with replacement."""
+def fold_groups(keys: Sequence[str]) -> np.ndarray:
+    """The fold of each image key ``"f<fold>/<image>"`` of :func:`paired_counts`, as cluster ids."""
+    names = [k.split("/", 1)[0] for k in keys]
+    index = {name: i for i, name in enumerate(sorted(set(names)))}
+    return np.array([index[name] for name in names])
+
+
+def _resample_weights(n: int, n_boot: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """``n_boot×n`` multiplicities of a bootstrap draw of ``n`` images with replacement.
+
+    With ``groups`` (a cluster id per image, here the fold) and more than one cluster, the
+    draw has two levels: clusters with replacement, then, for each copy of a cluster, its
+    images with replacement. ``m`` copies of a cluster of ``k`` images, each resampled,
+    give the same multiplicities as ``m·k`` draws from that cluster, which is how it is done.
+    """
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    if groups is None or len(np.unique(groups)) < 2:
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    groups = np.asarray(groups)
+    ids = np.unique(groups)
+    members = [np.flatnonzero(groups == g) for g in ids]
+    copies = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=n_boot)
+    weights = np.zeros((n_boot, n))
+    for j, idx in enumerate(members):
+        k = len(idx)
+        for b in range(n_boot):
+            if copies[b, j]:
+                weights[b, idx] = rng.multinomial(copies[b, j] * k, np.full(k, 1.0 / k))
+    return weights
 
 
 def _weighted(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -104,9 +136,14 @@ def _weighted(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_delta(
-    counts_a: np.ndarray, counts_b: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95
+    counts_a: np.ndarray,
+    counts_b: np.ndarray,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
+    groups: np.ndarray | None = None,
 ) -> dict:
-    """Pooled-mIoU difference A − B (in points) with a paired bootstrap interval over images.
+    """Pooled-mIoU difference A − B (in points) with a paired bootstrap interval.
 
     Args:
         counts_a: ``N×C×3`` counts of method A.
@@ -114,6 +151,8 @@ def bootstrap_delta(
         n_boot: bootstrap resamples.
         seed: seed of the resampling.
         level: confidence level of the percentile interval.
+        groups: a cluster id per image (the fold, :func:`fold_groups`): resample clusters,
+            then images inside them; ``None``: images only.
 
     Returns:
         ``{"delta", "ci_low", "ci_high", "per_class_delta", "samples"}`` (points; ``samples``
@@ -126,7 +165,7 @@ def bootstrap_delta(
         raise ValueError(f"need paired, non-empty counts, got shapes {counts_a.shape} and {counts_b.shape}")
     delta = 100 * float(pooled_miou(counts_a) - pooled_miou(counts_b))
     per_class = 100 * (pooled_iou(counts_a) - pooled_iou(counts_b))
-    weights = _resample_weights(counts_a.shape[0], n_boot, seed)
+    weights = _resample_weights(counts_a.shape[0], n_boot, seed, groups)
     samples = 100 * (pooled_miou(_weighted(counts_a, weights)) - pooled_miou(_weighted(counts_b, weights)))
     tail = 100 * (1 - level) / 2
     low, high = np.nanpercentile(samples, [tail, 100 - tail])
@@ -140,18 +179,25 @@ def bootstrap_delta(
 
 
 def bootstrap_gap_closed(
-    ours: np.ndarray, few: np.ndarray, full: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95
+    ours: np.ndarray,
+    few: np.ndarray,
+    full: np.ndarray,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
+    groups: np.ndarray | None = None,
 ) -> dict:
     """Fraction of the gap from supervised-few to supervised-full that a method closes, with a bootstrap interval.
 
-    All three arrays hold the counts of the same images (``N×C×3``).
+    All three arrays hold the counts of the same images (``N×C×3``); ``groups`` as in
+    :func:`bootstrap_delta`.
     """
     def fraction(a, b, c):
         with np.errstate(invalid="ignore", divide="ignore"):
             return (pooled_miou(a) - pooled_miou(b)) / (pooled_miou(c) - pooled_miou(b))
 
     value = float(fraction(ours, few, full))
-    weights = _resample_weights(ours.shape[0], n_boot, seed)
+    weights = _resample_weights(ours.shape[0], n_boot, seed, groups)
     samples = fraction(_weighted(ours, weights), _weighted(few, weights), _weighted(full, weights))
     tail = 100 * (1 - level) / 2
     low, high = np.nanpercentile(samples, [tail, 100 - tail])
@@ -175,6 +221,13 @@ def group_runs(records: Iterable[dict]) -> dict[tuple[str, int, str], list[dict]
     return cells
 
 
+def runs_won(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> tuple[int, int]:
+    """``(runs where A's pooled mIoU is above B's, shared runs)`` over the (fold, seed) pairs both have."""
+    by_b = {(r["fold"], r["seed"]): r for r in runs_b}
+    pairs = [(r, by_b[(r["fold"], r["seed"])]) for r in runs_a if (r["fold"], r["seed"]) in by_b]
+    return sum(a["pooled_miou"] > b["pooled_miou"] for a, b in pairs), len(pairs)
+
+
 def compute_claims(records: Sequence[dict], protocol: str, settings: Sequence[tuple[str, int]]) -> list[dict]:
     """Every claim of :data:`CLAIMS` for each ``(dataset, num_labeled)`` that has paired runs.
 
@@ -191,8 +244,9 @@ def compute_claims(records: Sequence[dict], protocol: str, settings: Sequence[tu
             counts_a, counts_b, keys, n_runs = paired_counts(runs_a, runs_b)
             if not keys:
                 continue
-            result = bootstrap_delta(counts_a, counts_b)
+            result = bootstrap_delta(counts_a, counts_b, groups=fold_groups(keys))
             class_names = runs_a[0]["class_names"]
+            won, shared = runs_won(runs_a, runs_b)
             samples[(name, dataset, labeled)] = result["samples"]
             claims.append({
                 "claim": name,
@@ -205,6 +259,7 @@ def compute_claims(records: Sequence[dict], protocol: str, settings: Sequence[tu
                 "verdict": verdict(result["ci_low"], result["ci_high"]),
                 "n_images": len(keys),
                 "n_runs": n_runs,
+                "runs_won": won,
                 "folds": sorted({r["fold"] for r in runs_a} & {r["fold"] for r in runs_b}),
                 "per_class_delta": {c: round(v, 3) for c, v in zip(class_names, result["per_class_delta"])},
             })
@@ -226,6 +281,7 @@ def compute_claims(records: Sequence[dict], protocol: str, settings: Sequence[tu
             "verdict": verdict(float(low), float(high)),
             "n_images": sum(c["n_images"] for c in found),
             "n_runs": sum(c["n_runs"] for c in found),
+            "runs_won": sum(c["runs_won"] for c in found),
             "folds": sorted({f for c in found for f in c["folds"]}),
             "per_class_delta": {},
         })

@@ -78,7 +78,7 @@ def pooled_cell(runs: list[dict]) -> dict:
 
 def claims_table(claims: list[dict]) -> list[str]:
     lines = [
-        "| claim | dataset (labeled) | Δ pooled mIoU (points) | 95 % CI | verdict | target | images | runs | per class Δ |",
+        "| claim | dataset (labeled) | Δ pooled mIoU (points) | 95 % CI | verdict | target | images | runs won | per class Δ |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in claims:
@@ -89,7 +89,7 @@ def claims_table(claims: list[dict]) -> list[str]:
         lines.append(
             f"| {c['claim']} | {c['dataset']} ({c['num_labeled']}) | {c['delta_miou']:+.2f} | "
             f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] | **{c['verdict']}** | {target_text} | {c['n_images']} | "
-            f"{c['n_runs']} | {per_class} |"
+            f"{c['runs_won']} of {c['n_runs']} | {per_class} |"
         )
     return lines
 
@@ -131,7 +131,7 @@ def labels_gap(records: list[dict]) -> list[str]:
         a, b, keys, n = stats.paired_counts(cells[(dataset, full, "supervised")], cells[(dataset, labeled, "supervised")])
         if not keys:
             continue
-        result = stats.bootstrap_delta(a, b)
+        result = stats.bootstrap_delta(a, b, groups=stats.fold_groups(keys))
         lines.append(
             f"- {dataset}: supervised with {full} labeled − with {labeled} labeled = **{result['delta']:+.2f}** "
             f"[{result['ci_low']:+.2f}, {result['ci_high']:+.2f}] ({len(keys)} images, {n} paired runs)."
@@ -168,7 +168,7 @@ def gap_closed(records: list[dict]) -> list[str]:
                 top, _, _, _ = stats.paired_counts(tops, pick(runs))
                 if not keys or top.shape != ours.shape:
                     continue
-                result = stats.bootstrap_gap_closed(ours, few, top)
+                result = stats.bootstrap_gap_closed(ours, few, top, groups=stats.fold_groups(keys))
                 lines.append(
                     f"- {dataset}, {labeled} labeled, {_label(method)}: closes **{100 * result['fraction']:.0f} %** "
                     f"[{100 * result['ci_low']:.0f}, {100 * result['ci_high']:.0f}] of the gap from supervised "
@@ -304,9 +304,11 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "Paired difference of **pooled mIoU** (IoU summed over all test images of the reporting folds, then",
         "averaged over classes; background included; CHASE inside the FOV), in points, over the runs both",
-        "methods share (same fold and seed); 95 % interval from a bootstrap over test images",
+        "methods share (same fold and seed); 95 % interval from a two-level bootstrap, folds (each its own",
+        "training run) then test images inside them, so that it carries run-to-run training variation",
         "(`benchmarks/paired_stats.py`). *holds*: the interval is above 0; *does not hold*: below 0;",
-        "*cannot tell*: it contains 0. Written to `claims.json`.",
+        "*cannot tell*: it contains 0. *runs won*: (fold, seed) runs in which the first method's pooled",
+        "mIoU is the higher. Written to `claims.json`.",
         "",
         *(claims_table(claims) if claims else ["(no paired reporting-fold runs yet)"]),
         "",

@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -320,7 +321,9 @@ def execute(protocol: str, dataset: str, labeled: int, fold: int, method: str, s
 
     rid = run_id(protocol, dataset, labeled, fold, method, seed)
     out = RUNS / rid
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # a run interrupted earlier: start it afresh, its checkpoints would mix with this one's
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     train_list, test_list = write_datalists(dataset, fold, labeled, RUNS / "datalists")
     overrides = run_overrides(protocol, dataset, labeled, method, seed)
     overrides.update(output_dir=str(out), datalist_file=str(train_list))

@@ -51,7 +51,9 @@ class _AtomicDiskSaver(DiskSaver):
             os.chmod(path, umask_mode())
 
     def remove(self, filename: str) -> None:
-        if self.filename is None:
+        # a fixed file name is replaced by the rename; a rotated file may already be gone
+        # (removed by ``prune_checkpoints`` or by hand), which is what removing it wanted
+        if self.filename is None and os.path.exists(os.path.join(self.dirname, filename)):
             super().remove(filename)
 
 
@@ -206,7 +208,8 @@ def attach_resumable_checkpoints(
     loaded with :class:`~monai.handlers.CheckpointLoader` before training starts.
     Only rank 0 writes in a distributed run. After each save, all but the ``keep_last``
     newest checkpoints (default ``n_saved``) are removed, including those an interrupted
-    run left behind.
+    run left behind. Without ``resume``, checkpoints already in ``ckpt_dir`` belong to an
+    earlier run and are removed (with a warning) before this one saves its own.
 
     Returns:
         the checkpoint resumed from, or ``None``.
@@ -225,6 +228,17 @@ def attach_resumable_checkpoints(
         else:
             logger.info(f"resuming from {resumed}")
             CheckpointLoader(load_path=resumed, load_dict=objects, map_location=trainer.state.device).attach(trainer)
+    elif is_main:
+        # a fresh run in a folder that holds an earlier run's checkpoints: those would later be
+        # taken for this run's (the highest epoch wins when pruning or resuming), so remove them
+        stale = glob.glob(os.path.join(ckpt_dir, f"{CHECKPOINT_PREFIX}_*.pt"))
+        if stale:
+            logger.warning(
+                f"starting a fresh run in {ckpt_dir}: removing {len(stale)} checkpoint(s) of an earlier run "
+                f"({', '.join(sorted(os.path.basename(p) for p in stale))}); pass resume=True to continue that run instead."
+            )
+            for path in stale:
+                os.remove(path)
     if is_main:
         saver = AtomicCheckpointSaver(
             save_dir=ckpt_dir, save_dict=objects, file_prefix="", save_interval=save_interval, epoch_level=True, n_saved=n_saved

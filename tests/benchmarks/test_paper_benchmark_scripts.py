@@ -112,6 +112,7 @@ def test_grid_puts_headline_first_and_skips_the_development_fold_by_default():
 def _record(method, fold, seed, counts, names=("bg", "fg")):
     return {
         "dataset": "chase", "num_labeled": 4, "method": method, "fold": fold, "seed": seed, "class_names": list(names),
+        "pooled_miou": float(stats.pooled_miou(np.stack(counts))),
         "per_image": [{"id": f"img{i}", "tp": c[:, 0].tolist(), "fp": c[:, 1].tolist(), "fn": c[:, 2].tolist()}
                       for i, c in enumerate(counts)],
     }
@@ -147,6 +148,33 @@ def test_bootstrap_recovers_a_known_difference_and_centres_a_null_one():
     assert stats.verdict(-2.0, -0.5) == "does not hold"
 
 
+def test_fold_level_bootstrap_widens_the_interval_when_folds_disagree():
+    rng = np.random.default_rng(3)
+    records_a, records_b = [], []
+    for fold, gain in zip((1, 2, 3, 4), (120, -100, 110, -90)):  # every image gains inside a fold, folds disagree
+        base = _counts(rng, 10, 600)
+        records_b.append(_record("b", fold, 0, base))
+        records_a.append(_record("a", fold, 0, [c + np.array([[0, 0, 0], [gain, -gain, -gain]]) for c in base]))
+    a, b, keys, _ = stats.paired_counts(records_a, records_b)
+    groups = stats.fold_groups(keys)
+    assert groups.tolist() == [0] * 10 + [1] * 10 + [2] * 10 + [3] * 10
+    images_only = stats.bootstrap_delta(a, b)
+    two_level = stats.bootstrap_delta(a, b, groups=groups)
+    assert two_level["delta"] == images_only["delta"]
+    assert two_level["ci_high"] - two_level["ci_low"] > 2 * (images_only["ci_high"] - images_only["ci_low"])
+    assert two_level["ci_low"] < 0 < two_level["ci_high"]
+    # the two-level draw keeps every resample's total at N images
+    weights = stats._resample_weights(40, 50, 0, groups)
+    assert weights.shape == (50, 40) and np.all(weights.sum(axis=1) == 40)
+
+
+def test_runs_won_counts_shared_runs():
+    a = [{"fold": 1, "seed": 0, "pooled_miou": 0.6}, {"fold": 2, "seed": 0, "pooled_miou": 0.5},
+         {"fold": 3, "seed": 0, "pooled_miou": 0.9}]
+    b = [{"fold": 1, "seed": 0, "pooled_miou": 0.5}, {"fold": 2, "seed": 0, "pooled_miou": 0.55}]
+    assert stats.runs_won(a, b) == (1, 2)
+
+
 def test_paired_counts_use_shared_runs_and_sum_seeds():
     rng = np.random.default_rng(1)
     c = _counts(rng, 3, 600)
@@ -173,7 +201,7 @@ def test_claims_writer_lists_every_claim_with_its_interval(tmp_path):
     assert ("ours > conventional", "average") in names
     for c in claims:
         assert set(c) >= {"claim", "dataset", "num_labeled", "protocol", "delta_miou", "ci_low", "ci_high",
-                          "n_images", "n_runs", "per_class_delta", "verdict"}
+                          "n_images", "n_runs", "runs_won", "per_class_delta", "verdict"}
         assert c["ci_low"] <= c["delta_miou"] + 1e-6 and c["delta_miou"] <= c["ci_high"] + 1e-6
     conv = next(c for c in claims if c["claim"] == "conventional > supervised" and c["dataset"] == "chase")
     assert conv["verdict"] == "holds" and conv["n_images"] == 10 and conv["n_runs"] == 2

@@ -267,6 +267,18 @@ def test_resume_continues_identically(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_fresh_run_replaces_an_earlier_runs_checkpoints(tmp_path, caplog):
+    # an earlier, longer run left checkpoint_epoch=30.pt: a fresh run must neither keep it
+    # (a later resume would continue the wrong run) nor fail when rotating its own files
+    (tmp_path / "checkpoint_epoch=30.pt").write_bytes(b"earlier run")
+    trainer = _trainer(_net(), mix="none", epochs=3)
+    with caplog.at_level("WARNING"):
+        attach_resumable_checkpoints(trainer, str(tmp_path))
+    assert "checkpoint_epoch=30.pt" in caplog.text and "resume=True" in caplog.text
+    trainer.run()
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_*.pt")) == ["checkpoint_epoch=3.pt"]
+
+
 def test_nonfinite_loss_stops_without_touching_weights():
     net = _net()
     trainer = _trainer(net, mix="none")
