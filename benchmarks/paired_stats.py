@@ -135,6 +135,13 @@ def _weighted(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.einsum("bn,nck->bck", weights, counts)[:, None]
 
 
+def _interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap samples (resamples where a ratio is undefined are skipped)."""
+    tail = 100 * (1 - level) / 2
+    low, high = np.nanpercentile(samples, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_delta(
     counts_a: np.ndarray,
     counts_b: np.ndarray,
@@ -167,12 +174,11 @@ def bootstrap_delta(
     per_class = 100 * (pooled_iou(counts_a) - pooled_iou(counts_b))
     weights = _resample_weights(counts_a.shape[0], n_boot, seed, groups)
     samples = 100 * (pooled_miou(_weighted(counts_a, weights)) - pooled_miou(_weighted(counts_b, weights)))
-    tail = 100 * (1 - level) / 2
-    low, high = np.nanpercentile(samples, [tail, 100 - tail])
+    low, high = _interval(samples, level)
     return {
         "delta": delta,
-        "ci_low": float(low),
-        "ci_high": float(high),
+        "ci_low": low,
+        "ci_high": high,
         "per_class_delta": per_class.tolist(),
         "samples": samples,
     }
@@ -199,9 +205,8 @@ def bootstrap_gap_closed(
     value = float(fraction(ours, few, full))
     weights = _resample_weights(ours.shape[0], n_boot, seed, groups)
     samples = fraction(_weighted(ours, weights), _weighted(few, weights), _weighted(full, weights))
-    tail = 100 * (1 - level) / 2
-    low, high = np.nanpercentile(samples, [tail, 100 - tail])
-    return {"fraction": value, "ci_low": float(low), "ci_high": float(high)}
+    low, high = _interval(samples, level)
+    return {"fraction": value, "ci_low": low, "ci_high": high}
 
 
 def verdict(low: float, high: float) -> str:
@@ -269,7 +274,7 @@ def compute_claims(records: Sequence[dict], protocol: str, settings: Sequence[tu
     if len(heads) == 2 and all(p is not None for p in parts):
         found = [c for c in claims if c["claim"] == "ours > conventional" and (c["dataset"], c["num_labeled"]) in heads]
         mean_samples = (parts[0] + parts[1]) / 2
-        low, high = np.nanpercentile(mean_samples, [2.5, 97.5])
+        low, high = _interval(mean_samples)
         claims.append({
             "claim": "ours > conventional",
             "dataset": "average",

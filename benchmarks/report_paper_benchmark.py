@@ -168,7 +168,18 @@ def gap_closed(records: list[dict]) -> list[str]:
                 top, _, _, _ = stats.paired_counts(tops, pick(runs))
                 if not keys or top.shape != ours.shape:
                     continue
-                result = stats.bootstrap_gap_closed(ours, few, top, groups=stats.fold_groups(keys))
+                groups = stats.fold_groups(keys)
+                gap = stats.bootstrap_delta(top, few, groups=groups)
+                if gap["ci_low"] <= 0:
+                    # a share of a gap that may be zero or negative is not a number to report
+                    lines.append(
+                        f"- {dataset}, {labeled} labeled, {_label(method)}: not defined, supervised ({full}) is "
+                        f"not measurably better than supervised ({labeled}) on these images (gap "
+                        f"{gap['delta']:+.2f} [{gap['ci_low']:+.2f}, {gap['ci_high']:+.2f}], {len(keys)} images); "
+                        f"the method − supervised ({labeled}) difference is in the claims table."
+                    )
+                    continue
+                result = stats.bootstrap_gap_closed(ours, few, top, groups=groups)
                 lines.append(
                     f"- {dataset}, {labeled} labeled, {_label(method)}: closes **{100 * result['fraction']:.0f} %** "
                     f"[{100 * result['ci_low']:.0f}, {100 * result['ci_high']:.0f}] of the gap from supervised "

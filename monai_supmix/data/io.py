@@ -158,9 +158,15 @@ def list_inference_inputs(
             continue
         items.append(item)
     if not items and not bad:
+        # inputs one level down (e.g. ``unlabeled/images/`` of the COVID-SemiSeg layout): name the folder to pass
+        hints = [
+            p for p in candidates[1:]
+            if os.path.isdir(p) and any(n.lower().endswith(IMAGE_EXTENSIONS) or _is_nifti(n) for n in os.listdir(p))
+        ]
+        hint = f" Inputs were found in {hints[0]!r}: pass that folder as --dataset_dir." if hints else ""
         raise FileNotFoundError(
             f"no inputs in {folder!r}: expected 2-D images ({', '.join(IMAGE_EXTENSIONS)}), NIfTI volumes "
-            "(.nii, .nii.gz) or DICOM series (a folder of .dcm files)."
+            f"(.nii, .nii.gz) or DICOM series (a folder of .dcm files).{hint}"
         )
     return (items, bad) if skip_bad else items
 

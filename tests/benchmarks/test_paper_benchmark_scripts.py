@@ -208,3 +208,23 @@ def test_claims_writer_lists_every_claim_with_its_interval(tmp_path):
     table = report.claims_table(claims)
     assert table[0].startswith("| claim |") and len(table) == 2 + len(claims)
     json.dumps(claims)  # serialisable as written to claims.json
+
+
+def test_gap_closed_is_a_share_only_when_there_is_a_gap():
+    rng = np.random.default_rng(4)
+
+    def records(full_gain):
+        out = []
+        for fold in (1, 2):
+            base = _counts(rng, 6, 600)
+            for method, labeled, gain in (("supervised", 4, 0), ("supervised", 20, full_gain), ("conventional", 4, 50)):
+                counts = [x + np.array([[0, 0, 0], [gain, -gain, -gain]]) for x in base]
+                out.append(dict(_record(method, fold, 0, counts), num_labeled=labeled))
+        return out
+
+    lines = report.gap_closed(records(100))
+    assert len(lines) == 1 and "chase, 4 labeled" in lines[0]
+    share = float(lines[0].split("**")[1].rstrip(" %"))
+    assert 40 <= share <= 60  # +50 of a +100 gap in pixels: about half in pooled IoU
+    lines = report.gap_closed(records(0))
+    assert len(lines) == 1 and "not defined" in lines[0]

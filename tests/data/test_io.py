@@ -178,3 +178,8 @@ def test_empty_or_missing_input_folder(tmp_path):
         list_inference_inputs(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         list_inference_inputs(str(tmp_path / "missing"))
+    # images one level down (COVID-SemiSeg's unlabeled/images/): the error names the folder to pass
+    (tmp_path / "images").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "images" / "1.png")
+    with pytest.raises(FileNotFoundError, match=r"found in .*images'.*pass that folder as --dataset_dir"):
+        list_inference_inputs(str(tmp_path))
