@@ -8,11 +8,15 @@ when the script is started again.
 
 Folds (see docs/benchmarks/README.md):
 - CHASE_DB1: 6 patient-wise folds over the 12 patients of ``../shared/data/chase``; fold
-  ``k`` tests patients ``2k+1`` and ``2k+2`` (4 images); the other 10 patients are the pool,
-  whose first N images in sorted order are labeled and the rest unlabeled.
+  ``k`` tests patients ``2k+1`` and ``2k+2`` (4 images); the other 10 patients are the pool.
 - COVID-19: 5 folds over the 50 labeled slices sorted by numeric name; fold ``k`` tests
-  slices ``10k .. 10k+9`` of that order; the first N of the other 40 are labeled, the
-  remaining ones and the 1,600 unlabeled slices unlabeled.
+  slices ``10k .. 10k+9`` of that order; the other 40 are the pool, the 1,600 unlabeled
+  slices are always unlabeled.
+- For each (fold, seed) the N labeled images are a seeded random draw from the pool
+  (CHASE patient-wise: both eyes of a patient together where N allows;
+  :func:`monai_supmix.comparison.draw_labeled`), the same for every method of that
+  (fold, seed), distinct between folds unless the pool forces it; the rest of the pool is
+  unlabeled. Every record stores its ``labeled_ids``.
 - **Fold 0 is the development fold**: every choice (hyper-parameters, variants,
   schedules) is made on it; claims are reported on the other folds only. On fold 0 the
   bundle validates on the test images during training (learning curves for those
@@ -59,7 +63,9 @@ NUM_FOLDS = {"chase": 6, "covid19": 5}
 #: and given explicitly, so that the grid does not depend on the bundles' defaults: the
 #: student's strong view at half strength; SupMix inside the FOV / lungs with feathered
 #: edges, a flipped source and a paste on half of the images; output-space SUFD on the
-#: plain unlabeled images with label smoothing (docs/benchmarks/README.md, "Development fold").
+#: masked mixed images (pasted ground truth and a margin around paste edges left out; no extra
+#: student pass) with label smoothing and a 32-64 discriminator (docs/benchmarks/README.md,
+#: "Development fold"; issue "A semi-supervised step at most 2.5x a supervised one").
 COMMON = {
     "strong_perturbation": True,
     "perturbation_strength": 0.5,
@@ -69,7 +75,9 @@ COMMON = {
     "supmix_flip_source": True,
     "supmix_prob": 0.5,
     "feature_layer": "output",
-    "discriminator_input": "unlabeled",
+    "discriminator_input": "mixed_masked",
+    "paste_margin": 8,
+    "discriminator_channels": [32, 64],
     "discriminator_label_smoothing": 0.2,
     "adversarial_weight": 0.01,
     "class_adaptive_threshold": False,
@@ -126,6 +134,10 @@ VARIANTS: dict[str, dict] = {
     "sufd_plain": {**DEV_BASE, "mix": "classmix", "sufd": True, "discriminator_input": "unlabeled"},
     "sufd_output": {**DEV_BASE, "mix": "classmix", "sufd": True, "discriminator_input": "unlabeled",
                     "feature_layer": "output", "discriminator_label_smoothing": 0.2},
+    # the previous SUFD (before the step-cost work): the plain unlabeled images in one more student
+    # pass, a 64-128 discriminator; the strong view is the batched one in both
+    "ours_plain_sufd": {**COMMON, "mix": "both", "sufd": True, "discriminator_input": "unlabeled",
+                        "discriminator_channels": [64, 128]},
     # COVID-19: per-slice percentile intensity scaling (the unlabeled slices are darker than the labeled)
     "supervised_pct": {"mix": "none", "sufd": False, "unsupervised_weight": 0.0, "intensity_normalization": "percentile"},
     "conventional_pct": {**COMMON, "mix": "classmix", "sufd": False, "intensity_normalization": "percentile"},
@@ -174,54 +186,67 @@ def _patient(item: dict) -> str:
     return match.group(1)
 
 
-def fold_split(dataset: str, fold: int, num_labeled: int, data_dir: Path = DATA) -> dict[str, list[dict]]:
-    """``{"labeled", "unlabeled", "validation", "test"}`` of one fold (see the module docstring).
-
-    Raises:
-        ValueError: for an unknown dataset, a fold out of range, or more labeled images than the pool holds.
-    """
+def _fold_items(dataset: str, data_dir: Path) -> tuple[list[dict], list[dict], int]:
+    """``(labeled items in fold order, extra unlabeled items, monitor count)`` of a dataset."""
     from monai_supmix.data import chase_datalist, covid_datalist
 
-    if dataset not in NUM_FOLDS:
-        raise ValueError(f"dataset must be one of {sorted(NUM_FOLDS)}, got {dataset!r}")
-    if not 0 <= fold < NUM_FOLDS[dataset]:
-        raise ValueError(f"{dataset} has folds 0..{NUM_FOLDS[dataset] - 1}, got {fold}")
-    extra: list[dict] = []
     if dataset == "chase":
         items = sorted(chase_datalist(str(data_dir / "chase")), key=lambda i: i["id"])
         patients = sorted({_patient(i) for i in items})
         if len(patients) != 2 * NUM_FOLDS["chase"]:
             raise ValueError(f"expected 12 CHASE patients, found {len(patients)}")
+        return items, [], 2
+    found = covid_datalist(str(data_dir / "covid19"))
+    items = sorted(found["labeled"], key=lambda i: int(i["id"]))
+    return items, [{"image": i["image"], "id": i["id"]} for i in found["unlabeled"]], 4
+
+
+def _test_and_pool(dataset: str, items: list[dict], fold: int) -> tuple[list[dict], list[dict]]:
+    if dataset == "chase":
+        patients = sorted({_patient(i) for i in items})
         test_patients = set(patients[2 * fold : 2 * fold + 2])
-        test = [i for i in items if _patient(i) in test_patients]
-        pool = [i for i in items if _patient(i) not in test_patients]
-        monitor = 2
-    else:
-        found = covid_datalist(str(data_dir / "covid19"))
-        items = sorted(found["labeled"], key=lambda i: int(i["id"]))
-        test = items[10 * fold : 10 * fold + 10]
-        pool = items[: 10 * fold] + items[10 * fold + 10 :]
-        extra = [{"image": i["image"], "id": i["id"]} for i in found["unlabeled"]]
-        monitor = 4
+        return [i for i in items if _patient(i) in test_patients], [i for i in items if _patient(i) not in test_patients]
+    return items[10 * fold : 10 * fold + 10], items[: 10 * fold] + items[10 * fold + 10 :]
+
+
+def fold_split(dataset: str, fold: int, num_labeled: int, data_dir: Path = DATA, seed: int = 0) -> dict[str, list[dict]]:
+    """``{"labeled", "unlabeled", "validation", "test"}`` of one fold and seed (see the module docstring).
+
+    The labeled images are a seeded draw from the fold's pool (CHASE patient-wise),
+    :func:`monai_supmix.comparison.draw_labeled`: the same for every method of a (fold, seed).
+
+    Raises:
+        ValueError: for an unknown dataset, a fold out of range, or more labeled images than the pool holds.
+    """
+    from monai_supmix.comparison import draw_labeled
+
+    if dataset not in NUM_FOLDS:
+        raise ValueError(f"dataset must be one of {sorted(NUM_FOLDS)}, got {dataset!r}")
+    if not 0 <= fold < NUM_FOLDS[dataset]:
+        raise ValueError(f"{dataset} has folds 0..{NUM_FOLDS[dataset] - 1}, got {fold}")
+    items, extra, monitor = _fold_items(dataset, data_dir)
+    test, pool = _test_and_pool(dataset, items, fold)
     if not 1 <= num_labeled <= len(pool):
         raise ValueError(f"num_labeled must be in 1..{len(pool)} for {dataset}, got {num_labeled}")
-    labeled, rest = pool[:num_labeled], pool[num_labeled:]
+    group = (lambda image_id: image_id.split("_")[1][:2]) if dataset == "chase" else None
+    labeled, rest = draw_labeled(lambda f: _test_and_pool(dataset, items, f)[1], fold, seed, num_labeled,
+                                 NUM_FOLDS[dataset], dataset, group)
     unlabeled = [{k: v for k, v in i.items() if k not in ("label", "label_2nd")} for i in rest] + extra
     # training-time validation: the test images on the development fold only; elsewhere the
-    # last images of the pool (used as unlabeled images, their labels never trained on)
+    # last images of the drawn pool order (used as unlabeled images, their labels never trained on)
     validation = test if fold == DEV_FOLD else (rest[-monitor:] if rest else labeled[-monitor:])
     return {"labeled": labeled, "unlabeled": unlabeled, "validation": validation, "test": test}
 
 
-def write_datalists(dataset: str, fold: int, num_labeled: int, out_dir: Path) -> tuple[Path, Path]:
-    """The bundle's ``datalist_file`` for training and for the test evaluation of one fold."""
-    split = fold_split(dataset, fold, num_labeled)
-    train = out_dir / f"{dataset}_f{fold}_L{num_labeled}_train.json"
-    test = out_dir / f"{dataset}_f{fold}_L{num_labeled}_test.json"
+def write_datalists(dataset: str, fold: int, num_labeled: int, out_dir: Path, seed: int = 0) -> tuple[Path, Path, list[str]]:
+    """The bundle's ``datalist_file`` for training and for the test evaluation of one fold and seed, and the labeled ids."""
+    split = fold_split(dataset, fold, num_labeled, seed=seed)
+    train = out_dir / f"{dataset}_f{fold}_L{num_labeled}_s{seed}_train.json"
+    test = out_dir / f"{dataset}_f{fold}_L{num_labeled}_s{seed}_test.json"
     body = {k: split[k] for k in ("labeled", "unlabeled")}
     write_json_atomic({**body, "validation": split["validation"]}, str(train))
     write_json_atomic({**body, "validation": split["test"]}, str(test))
-    return train, test
+    return train, test, [i["id"] for i in split["labeled"]]
 
 
 # ------------------------------------------------------------------------------------ grid
@@ -324,7 +349,7 @@ def execute(protocol: str, dataset: str, labeled: int, fold: int, method: str, s
     if out.exists():  # a run interrupted earlier: start it afresh, its checkpoints would mix with this one's
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    train_list, test_list = write_datalists(dataset, fold, labeled, RUNS / "datalists")
+    train_list, test_list, labeled_ids = write_datalists(dataset, fold, labeled, RUNS / "datalists", seed)
     overrides = run_overrides(protocol, dataset, labeled, method, seed)
     overrides.update(output_dir=str(out), datalist_file=str(train_list))
     overrides.setdefault("num_workers", 0 if threads < 2 else 1)  # loader processes compete with training on a CPU
@@ -368,6 +393,7 @@ def execute(protocol: str, dataset: str, labeled: int, fold: int, method: str, s
         "method": method,
         "num_labeled": labeled,
         "seed": seed,
+        "labeled_ids": labeled_ids,
         **{k: metrics[k] for k in keep},
         "train_seconds": round(train_seconds, 1),
         "threads": threads,

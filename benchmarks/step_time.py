@@ -1,11 +1,22 @@
-"""Seconds per training step: supervised-only vs conventional vs + SupMix vs ours (+ SUFD), and SUFD variants.
+"""Seconds per training step: supervised vs conventional vs ours, SUFD variants, and a per-part profile.
 
 Same network (the bundles' MONAI UNet), batch (labeled + unlabeled) and patch size for
 all; the configurations are timed in interleaved rounds in one process, so the ratios
 to the supervised step are robust to background load drifting during the run.
-Supervised-only is MONAI's own ``SupervisedTrainer`` on the labeled batch.
+Supervised is MONAI's own ``SupervisedTrainer`` on the labeled batch. Every
+semi-supervised configuration uses the bundles' components (``BatchStrongPerturbation``,
+the bundles' discriminator), so ``ours`` is the bundles' default step and
+``conventional`` the grid's conventional step.
 
-Usage: ``python benchmarks/step_time.py [--batch 4] [--size 96] [--steps 10] [--rounds 5]``
+The profile times each part of one step of the trainer (teacher, mixing, strong view,
+student forward, student backward and update, SUFD's adversarial term and discriminator
+step, EMA) by wrapping the trainer's own methods with timers, at each shape given.
+
+Usage::
+
+    python benchmarks/step_time.py                    # CPU protocol shape (4 + 4 of 96²) + GPU shape (8 + 8 of 192²)
+    python benchmarks/step_time.py --shapes 4x96 --rounds 3
+
 Writes ``docs/benchmarks/step_time.json`` and ``step_time.md``.
 """
 
@@ -17,6 +28,7 @@ import os
 import platform
 import statistics
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -26,25 +38,28 @@ from monai.networks.nets import UNet
 from torch.utils.data import DataLoader
 
 from monai_supmix.engines import SUFD, SemiSupervisedTrainer
-from monai_supmix.transforms import BatchPerturbation, strong_perturbation
 from monai_supmix.networks import FeatureDiscriminator, feature_channels
+from monai_supmix.transforms import BatchStrongPerturbation
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
-#: The bundles' semi-supervised step is "ours": ClassMix + SupMix, the student's strong view,
-#: output-space SUFD on the plain unlabeled images (one more student pass); the others take
-#: one component away at a time.
-CONFIGS = {
-    "supervised": None,
-    "conventional (classmix + strong view)": {"mix": "classmix", "sufd": False, "strong": True},
-    "+ supmix": {"mix": "both", "sufd": False, "strong": True},
-    "ours (+ sufd on plain images, output space)": {"mix": "both", "sufd": True, "strong": True,
-                                                    "input": "unlabeled", "layer": "output"},
-    "ours, sufd on the mixed images (no extra pass)": {"mix": "both", "sufd": True, "strong": True,
-                                                       "input": "mixed", "layer": "output"},
-    "ours, sufd on hidden features (model.1)": {"mix": "both", "sufd": True, "strong": True,
-                                                "input": "unlabeled", "layer": None},
+#: The bundles' discriminator (``discriminator_channels``) and the one before this profile.
+DISC_CHANNELS = (32, 64)
+PREVIOUS_DISC_CHANNELS = (64, 128)
+#: name -> (description, settings). ``ours`` is the bundles' default step; ``conventional`` the
+#: grid's conventional method; the others take one component away or restore an earlier choice.
+CONFIGS: dict[str, tuple[str, dict | None]] = {
+    "supervised": ("supervised (MONAI SupervisedTrainer)", None),
+    "conventional": ("conventional: ClassMix + strong view", {"mix": "classmix", "sufd": False}),
+    "supmix": ("+ SupMix", {"mix": "both", "sufd": False}),
+    "ours": ("ours: + SUFD on the masked mixed images, output space, 32-64 discriminator (bundle default)",
+             {"mix": "both", "sufd": True, "input": "mixed_masked", "layer": "output"}),
+    "ours_plain_sufd": ("ours with the previous SUFD: plain unlabeled images (one more student pass), 64-128",
+                        {"mix": "both", "sufd": True, "input": "unlabeled", "layer": "output",
+                         "channels": PREVIOUS_DISC_CHANNELS}),
+    "ours_mixed_unmasked": ("ours, SUFD on the mixed images with paste edges visible",
+                            {"mix": "both", "sufd": True, "input": "mixed", "layer": "output"}),
 }
-OURS = "ours (+ sufd on plain images, output space)"
+TARGETS = {"ours": 2.5, "conventional": 2.0}
 
 
 def make_net() -> torch.nn.Module:
@@ -52,6 +67,7 @@ def make_net() -> torch.nn.Module:
 
 
 def build(name: str, batch: int, size: int, steps: int):
+    """The trainer of one configuration on random data (``steps`` iterations in one epoch)."""
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(batch * 2, 3, size, size, generator=gen)
     labeled = [{"image": images[i], "label": (images[i, :1] > 0.8).long()} for i in range(batch)]
@@ -60,18 +76,20 @@ def build(name: str, batch: int, size: int, steps: int):
     loss = DiceCELoss(to_onehot_y=True, softmax=True)
     opt = torch.optim.AdamW(net.parameters(), 1e-3)
     lab_loader = DataLoader(labeled, batch_size=batch)
-    if CONFIGS[name] is None:
+    config = CONFIGS[name][1]
+    if config is None:
         return SupervisedTrainer("cpu", 1, lab_loader, net, opt, loss, epoch_length=steps, decollate=False)
-    config = CONFIGS[name]
     sufd = None
     if config["sufd"]:
-        disc = FeatureDiscriminator(2, feature_channels(net, config["layer"], 3, (64, 64)), channels=(64, 128), strides=(2, 2))
-        sufd = SUFD(disc, torch.optim.Adam(disc.parameters(), 1e-4), feature_layer=config["layer"], input=config["input"],
-                    label_smoothing=0.2)
-    strong = BatchPerturbation(strong_perturbation("fundus"), seed=0) if config.get("strong") else None
+        channels = config.get("channels", DISC_CHANNELS)
+        disc = FeatureDiscriminator(2, feature_channels(net, config["layer"], 3, (64, 64)), channels=channels,
+                                    strides=(2, 2))
+        sufd = SUFD(disc, torch.optim.Adam(disc.parameters(), 1e-4), feature_layer=config["layer"],
+                    input=config["input"], label_smoothing=0.2)
     return SemiSupervisedTrainer(
         "cpu", 1, lab_loader, net, opt, loss, DataLoader(unlabeled, batch_size=batch), num_classes=2,
-        mixing=config["mix"], student_transform=strong, sufd=sufd, epoch_length=steps,
+        mixing=config["mix"], student_transform=BatchStrongPerturbation("fundus", 0.5, seed=0), sufd=sufd,
+        epoch_length=steps,
     )
 
 
@@ -83,31 +101,99 @@ def time_once(name: str, batch: int, size: int, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+#: the trainer's methods (and their owners) that make up one step, with the name the profile gives them
+PARTS = (
+    ("trainer", "_next_unlabeled", "unlabeled batch"),
+    ("trainer", "_pseudo_labels", "teacher forward"),
+    ("trainer", "mixing", "mixing (ClassMix, SupMix)"),
+    ("trainer", "_strong_view", "strong view"),
+    ("trainer", "_student_pass", "student forward"),
+    ("sufd", "student_loss", "SUFD adversarial term (forward)"),
+    ("trainer", "_step", "student backward + update"),
+    ("sufd", "discriminator_step", "SUFD discriminator step"),
+    ("ema", "_update_ema_model", "EMA teacher update"),
+)
+
+
+def profile(name: str, batch: int, size: int, steps: int) -> dict[str, float]:
+    """Seconds per step spent in each part of ``name``'s step (``"total"`` and ``"other"`` included)."""
+    trainer = build(name, batch, size, steps)
+    spent: dict[str, float] = defaultdict(float)
+    owners = {"trainer": trainer, "sufd": getattr(trainer, "sufd", None), "ema": getattr(trainer, "ema_handler", None)}
+
+    def timed(function, label):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[label] += time.perf_counter() - start
+
+        return wrapper
+
+    for owner, attribute, label in PARTS:
+        target = owners[owner]
+        if owner == "ema" and target is not None:  # Ignite holds the bound method: wrap its registration
+            from ignite.engine import Events
+
+            handlers = trainer._event_handlers[Events.ITERATION_COMPLETED]
+            for i, (handler, args, kwargs) in enumerate(handlers):
+                if handler == target._update_ema_model:
+                    handlers[i] = (timed(handler, label), args, kwargs)
+        elif target is not None and getattr(target, attribute, None) is not None:
+            setattr(target, attribute, timed(getattr(target, attribute), label))
+    trainer.state.max_epochs = 1
+    start = time.perf_counter()
+    trainer.run()
+    total = time.perf_counter() - start
+    result = {label: seconds / steps for label, seconds in spent.items()}
+    result["other (losses, events, data)"] = total / steps - sum(result.values())
+    result["total"] = total / steps
+    return result
+
+
+def measure(batch: int, size: int, steps: int, rounds: int, names) -> dict:
+    for name in names:  # warm-up
+        time_once(name, batch, size, 2)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            samples[name].append(time_once(name, batch, size, steps))
+    median = {k: statistics.median(v) for k, v in samples.items()}
+    return {
+        "batch": batch,
+        "size": size,
+        "seconds_per_step": median,
+        "ratio_to_supervised": {k: median[k] / median["supervised"] for k in names},
+        "profile": {k: profile(k, batch, size, steps) for k in ("conventional", "ours", "ours_plain_sufd")},
+    }
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch", type=int, default=4, help="labeled batch = unlabeled batch")
-    parser.add_argument("--size", type=int, default=96)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", nargs="+", default=["4x96", "8x192"],
+                        help="BATCHxSIZE: labeled batch (= unlabeled batch) x patch side; first = the CPU protocol")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--output-dir", default=str(OUT))
     args = parser.parse_args()
     torch.manual_seed(0)
     wall = time.time()
-    for name in CONFIGS:  # warm-up
-        time_once(name, args.batch, args.size, 2)
-    samples = {name: [] for name in CONFIGS}
-    for _ in range(args.rounds):
-        for name in CONFIGS:
-            samples[name].append(time_once(name, args.batch, args.size, args.steps))
-    median = {k: statistics.median(v) for k, v in samples.items()}
-    ratios = {k: median[k] / median["supervised"] for k in CONFIGS}
+    shapes = []
+    for spec in args.shapes:
+        batch, size = (int(v) for v in spec.lower().split("x"))
+        rounds = args.rounds if not shapes else max(1, args.rounds // 2)
+        shapes.append({**measure(batch, size, args.steps, rounds, list(CONFIGS)), "rounds": rounds})
+    cpu = shapes[0]["ratio_to_supervised"]
     result = {
-        "seconds_per_step": median,
-        "ratio_to_supervised": ratios,
-        "target": f"{OURS} <= 2.5x supervised",
-        "meets_target": ratios[OURS] <= 2.5,
+        "ratio_to_supervised": cpu,
+        "targets": {k: f"<= {v}x supervised at {args.shapes[0]}" for k, v in TARGETS.items()},
+        "meets_target": {k: cpu[k] <= v for k, v in TARGETS.items()},
+        "descriptions": {k: v[0] for k, v in CONFIGS.items()},
+        "shapes": shapes,
         "settings": vars(args),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "device": "cpu"},
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "wall_seconds": round(time.time() - wall, 1),
     }
@@ -117,18 +203,33 @@ def main() -> None:
     lines = [
         "# Training step time",
         "",
-        f"`python benchmarks/step_time.py --batch {args.batch} --size {args.size} --steps {args.steps} --rounds {args.rounds}`",
-        f"on {result['machine']['platform']}, {result['machine']['cpus']} CPU cores, torch {torch.__version__}, "
-        f"{result['date']}; whole script {result['wall_seconds']} s. MONAI UNet (16-128, 2 res units), "
-        f"{args.batch} labeled + {args.batch} unlabeled patches of {args.size}², median of {args.rounds} interleaved rounds.",
+        f"`python benchmarks/step_time.py --shapes {' '.join(args.shapes)} --steps {args.steps} --rounds {args.rounds}` "
+        f"on {result['machine']['platform']}, {result['machine']['cpus']} CPU cores ({torch.get_num_threads()} "
+        f"threads), torch {torch.__version__}, {result['date']}; whole script {result['wall_seconds']} s. MONAI UNet "
+        "(16-128, 2 res units), labeled + unlabeled patches, median of interleaved rounds. Every shape was "
+        "measured on this CPU (no GPU was lent for this measurement).",
         "",
-        "| configuration | s / step | × supervised |",
-        "|---|---|---|",
-        *[f"| {k} | {median[k]:.3f} | {ratios[k]:.2f} |" for k in CONFIGS],
-        "",
-        f"Target: {OURS} ≤ 2.5× supervised — {'met' if result['meets_target'] else 'missed'}.",
-        "",
+        "| configuration | " + " | ".join(f"s/step {s['batch']}+{s['batch']} of {s['size']}² | × supervised"
+                                          for s in shapes) + " |",
+        "|---|" + "---|---|" * len(shapes),
     ]
+    for name, (text, _) in CONFIGS.items():
+        cells = " | ".join(f"{s['seconds_per_step'][name]:.3f} | {s['ratio_to_supervised'][name]:.2f}" for s in shapes)
+        lines.append(f"| `{name}`: {text} | {cells} |")
+    lines += [""]
+    for name, limit in TARGETS.items():
+        lines.append(f"Target `{name}` ≤ {limit}× supervised at {args.shapes[0]}: "
+                     f"{'met' if result['meets_target'][name] else 'missed'} ({cpu[name]:.2f}×).  ")
+    for s in shapes:
+        lines += ["", f"## Where a step's time goes ({s['batch']} + {s['batch']} of {s['size']}², seconds per step)", "",
+                  "| part | " + " | ".join(f"`{k}`" for k in s["profile"]) + " |",
+                  "|---|" + "---|" * len(s["profile"])]
+        labels = [label for _, _, label in PARTS] + ["other (losses, events, data)", "total"]
+        for label in labels:
+            if any(label in p for p in s["profile"].values()):
+                lines.append(f"| {label} | " + " | ".join(
+                    f"{p[label]:.4f}" if label in p else "–" for p in s["profile"].values()) + " |")
+    lines.append("")
     (out / "step_time.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -64,7 +64,8 @@ def validate_values(config: Mapping[str, Any]) -> None:
 
     for key in ("num_labeled", "max_epochs", "batch_size", "unlabeled_batch_size", "iterations_per_epoch", "keep_checkpoints"):
         positive_int(key)
-    for key in ("num_val", "num_workers", "seed", "rampup_iterations", "val_interval", "discriminator_warmup_iterations"):
+    for key in ("num_val", "num_workers", "seed", "rampup_iterations", "val_interval", "discriminator_warmup_iterations",
+                "paste_margin"):
         positive_int(key, minimum=0)
     for key in ("sufd", "amp", "resume", "deterministic", "validate_with_teacher", "strong_perturbation", "debug",
                 "supmix_within_region", "supmix_flip_source", "class_adaptive_threshold"):
@@ -98,6 +99,12 @@ def validate_values(config: Mapping[str, Any]) -> None:
         from monai_supmix.engines import DISCRIMINATOR_INPUTS
 
         _require(value in DISCRIMINATOR_INPUTS, "discriminator_input", f"one of {DISCRIMINATOR_INPUTS}", value)
+    value = get("discriminator_channels")
+    if value is not None:
+        ok = isinstance(value, (list, tuple)) and len(value) >= 1 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+        )
+        _require(ok, "discriminator_channels", "a list of positive integers, one per strided block, e.g. [32, 64]", value)
     value = get("supmix_prob")
     if value is not None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1

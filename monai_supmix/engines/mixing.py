@@ -34,6 +34,11 @@ class MixBatch:
             lungs): 1 where pasted content can sit.
         class_frequencies: pixel counts per class of the labeled set (rarity policies).
         num_classes: number of classes.
+        classmix_mask: ``B×1×spatial`` bool map of the pixels ClassMix pasted from another
+            unlabeled image (``None`` before ClassMix).
+        supmix_mask: ``B×1×spatial`` bool map of the ground-truth pixels SupMix pasted from a
+            labeled image (``None`` before SupMix). SUFD's ``"mixed_masked"`` input keeps its
+            discriminator away from both (:meth:`~monai_supmix.engines.SUFD.unlabeled_weight`).
     """
 
     images: torch.Tensor
@@ -44,6 +49,8 @@ class MixBatch:
     num_classes: int
     region: torch.Tensor | None = None
     class_frequencies: torch.Tensor | None = None
+    classmix_mask: torch.Tensor | None = None
+    supmix_mask: torch.Tensor | None = None
 
 
 class ClassMixing:
@@ -70,7 +77,8 @@ class ClassMixing:
             batch.images, batch.pseudo_label, batch.images[perm], batch.pseudo_label[perm], classes
         )
         confidence = torch.where(mask, batch.confidence[perm], batch.confidence)
-        return replace(batch, images=images, pseudo_label=pseudo, confidence=confidence)
+        return replace(batch, images=images, pseudo_label=pseudo, confidence=confidence,
+                       classmix_mask=_union(batch.classmix_mask, mask))
 
 
 class SupervisedMixing:
@@ -132,7 +140,8 @@ class SupervisedMixing:
             region=batch.region if self.within_region else None, feather_sigma=self.feather_sigma,
         )
         confidence = torch.where(mask, torch.ones_like(batch.confidence), batch.confidence)
-        return replace(batch, images=images, pseudo_label=pseudo, confidence=confidence)
+        return replace(batch, images=images, pseudo_label=pseudo, confidence=confidence,
+                       supmix_mask=_union(batch.supmix_mask, mask))
 
 
 class SequentialMixing:
@@ -145,6 +154,12 @@ class SequentialMixing:
         for strategy in self.strategies:
             batch = strategy(batch, generator)
         return batch
+
+
+def _union(previous: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    """The pasted pixels of this strategy and of an earlier one of the same kind."""
+    mask = mask.bool()
+    return mask if previous is None else previous | mask
 
 
 def _random_flips(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):

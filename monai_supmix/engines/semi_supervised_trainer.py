@@ -478,8 +478,12 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             sup_loss = engine.loss_function(logits_l, targets_l).mean()
             unsup_loss = engine.unsupervised_loss_function(logits_u, mixed.pseudo_label, mixed.confidence)
-            # SUFD's unlabeled side is the last part: the plain images when present
-            adv_loss = sufd.student_loss(features[-1]) if sufd is not None else torch.zeros((), device=sup_loss.device)
+            # SUFD's unlabeled side is the last part: the plain images when present, else the mixed
+            # images (with pasted ground truth and paste edges masked out for "mixed_masked")
+            weight_u = sufd.unlabeled_weight(mixed) if sufd is not None else None
+            adv_loss = (
+                sufd.student_loss(features[-1], weight_u) if sufd is not None else torch.zeros((), device=sup_loss.device)
+            )
             w_unsup = engine.unsupervised_weight * ramp
             w_adv = sufd.weight * ramp if sufd is not None else 0.0
             loss = sup_loss + w_unsup * unsup_loss + w_adv * adv_loss
@@ -499,7 +503,9 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         # 6. the student's update, then the discriminator's (detached features, its own optimizer)
         engine._step(loss)
         if sufd is not None:
-            out.update(sufd.discriminator_step(features[0], features[-1], engine._autocast, engine.on_nonfinite))
+            out.update(
+                sufd.discriminator_step(features[0], features[-1], engine._autocast, engine.on_nonfinite, weight_u)
+            )
         else:
             out.update(discriminator_loss=0.0, discriminator_accuracy=float("nan"))
         engine.fire_event(IterationEvents.MODEL_COMPLETED)

@@ -8,6 +8,7 @@ calls :meth:`SUFD.student_loss` inside the student's forward pass and
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from monai_supmix.networks.feature_tap import FeatureTap
 
 __all__ = ["SUFD", "DISCRIMINATOR_INPUTS", "ADVERSARIAL_CRITERIA", "OUTPUT_FEATURES"]
 
-DISCRIMINATOR_INPUTS = ("unlabeled", "mixed")
+DISCRIMINATOR_INPUTS = ("mixed_masked", "unlabeled", "mixed")
 ADVERSARIAL_CRITERIA = ("bce", "least_squares", "hinge")
 #: ``feature_layer`` value that makes the discriminator see the student's softmax output
 #: (output-space alignment) instead of a hidden layer.
@@ -33,25 +34,68 @@ def _unwrap(module: nn.Module) -> nn.Module:
     return module
 
 
-def adversarial_loss(logits: torch.Tensor, real: bool, criterion: str, smoothing: float = 0.0) -> torch.Tensor:
+def adversarial_loss(
+    logits: torch.Tensor, real: bool, criterion: str, smoothing: float = 0.0, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Patch-wise adversarial loss computed in float32 from logits (safe under autocast).
 
     MONAI's :class:`~monai.losses.PatchAdversarialLoss` applies a sigmoid and ``BCELoss``,
-    which PyTorch refuses under CUDA autocast, and has no label smoothing; hence this
-    function: ``"bce"`` is ``binary_cross_entropy_with_logits`` (targets 1 for real, 0 for
-    fake, pulled towards 0.5 by ``smoothing``), ``"least_squares"`` is the LSGAN loss on
-    ``sigmoid(logits)``, ``"hinge"`` is the hinge loss of the discriminator's update (the
-    student side of the hinge game is ``-logits``).
+    which PyTorch refuses under CUDA autocast, and has neither label smoothing nor per-patch
+    weights; hence this function: ``"bce"`` is ``binary_cross_entropy_with_logits`` (targets 1
+    for real, 0 for fake, pulled towards 0.5 by ``smoothing``), ``"least_squares"`` is the LSGAN
+    loss on ``sigmoid(logits)``, ``"hinge"`` is the hinge loss of the discriminator's update
+    (the student side of the hinge game is ``-logits``). ``weight`` (broadcastable to
+    ``logits``, e.g. the patches SUFD may look at) makes it a weighted mean; a zero total
+    weight gives 0.
     """
     logits = logits.float()
     target = (1.0 - smoothing / 2) if real else smoothing / 2
     if criterion == "bce":
-        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-    if criterion == "least_squares":
-        return F.mse_loss(torch.sigmoid(logits), torch.full_like(logits, target))
-    if criterion == "hinge":
-        return F.relu(1.0 - logits).mean() if real else F.relu(1.0 + logits).mean()
-    raise ValueError(f"adversarial criterion must be one of {ADVERSARIAL_CRITERIA}, got {criterion!r}.")
+        loss = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none")
+    elif criterion == "least_squares":
+        loss = (torch.sigmoid(logits) - target) ** 2
+    elif criterion == "hinge":
+        loss = F.relu(1.0 - logits) if real else F.relu(1.0 + logits)
+    else:
+        raise ValueError(f"adversarial criterion must be one of {ADVERSARIAL_CRITERIA}, got {criterion!r}.")
+    return _weighted_mean(loss, weight)
+
+
+def _weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    if weight is None:
+        return values.mean()
+    weight = weight.to(values.dtype).expand_as(values)
+    return (values * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def _dilate(mask: torch.Tensor, margin: int) -> torch.Tensor:
+    """Binary dilation of a ``B×1×spatial`` mask by a cube of side ``2·margin+1`` (one 1-D max-pool per axis)."""
+    out = mask.float()
+    if margin == 0:
+        return out > 0
+    pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[mask.ndim - 3]
+    for axis in range(mask.ndim - 2):
+        kernel = [1] * (mask.ndim - 2)
+        padding = [0] * (mask.ndim - 2)
+        kernel[axis], padding[axis] = 2 * margin + 1, margin
+        out = pool(out, kernel, stride=1, padding=padding)
+    return out > 0
+
+
+def _patch_grid(weight: torch.Tensor, logits: torch.Tensor, margin: int = 0) -> torch.Tensor:
+    """A pixel weight map (1 = use) taken to the discriminator's patch grid, with a margin around what it excludes.
+
+    A patch counts only where all its pixels do; the excluded patches are then dilated by
+    ``margin`` pixels, rounded up to whole patches (working on the coarse grid keeps this cheap).
+    """
+    excluded = 1.0 - weight.float()
+    if excluded.shape[2:] != logits.shape[2:]:
+        pool = (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)[weight.ndim - 3]
+        excluded = pool(excluded, logits.shape[2:])
+    if margin > 0:
+        ratio = max(w / g for w, g in zip(weight.shape[2:], logits.shape[2:]))
+        excluded = _dilate(excluded, math.ceil(margin / ratio)).float()
+    return 1.0 - excluded
 
 
 class SUFD:
@@ -69,9 +113,14 @@ class SUFD:
             student's softmax output, i.e. output-space alignment).
         weight: weight of the student's adversarial term after ramp-up (the trainer's
             ramp-up factor multiplies it).
-        input: which unlabeled features are "fake": ``"unlabeled"`` (the plain unlabeled
-            images, one more student pass over the unlabeled batch; the discriminator cannot
-            use paste edges) or ``"mixed"`` (the mixed images the student trains on, no extra pass).
+        input: which unlabeled features are "fake": ``"mixed_masked"`` (the mixed images the
+            student trains on, no extra pass, with the pasted ground truth and a margin of
+            ``paste_margin`` pixels around every paste edge left out of both SUFD losses, so
+            the discriminator can use neither), ``"unlabeled"`` (the plain unlabeled images: one
+            more student pass over the unlabeled batch) or ``"mixed"`` (the mixed images, paste
+            edges included).
+        paste_margin: pixels around paste edges that ``"mixed_masked"`` leaves out; about half
+            the discriminator's receptive field.
         criterion: ``"bce"``, ``"least_squares"`` or ``"hinge"`` (see :func:`adversarial_loss`).
         label_smoothing: pull the discriminator's targets towards 0.5 by this amount (0-1).
         warmup_iterations: the discriminator and the adversarial term start after this many
@@ -90,7 +139,8 @@ class SUFD:
         optimizer: torch.optim.Optimizer,
         feature_layer: str | None = None,
         weight: float = 0.01,
-        input: str = "unlabeled",
+        input: str = "mixed_masked",
+        paste_margin: int = 8,
         criterion: str = "bce",
         label_smoothing: float = 0.0,
         warmup_iterations: int = 0,
@@ -102,6 +152,8 @@ class SUFD:
             raise ValueError(f"adversarial criterion must be one of {ADVERSARIAL_CRITERIA}, got {criterion!r}.")
         if float(weight) < 0:
             raise ValueError(f"adversarial_weight must be >= 0, got {weight!r}.")
+        if int(paste_margin) < 0:
+            raise ValueError(f"paste_margin must be >= 0, got {paste_margin!r}.")
         if not 0.0 <= float(label_smoothing) < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}.")
         if optimizer is None:
@@ -111,6 +163,7 @@ class SUFD:
         self.feature_layer = feature_layer
         self.weight = float(weight)
         self.input = input
+        self.paste_margin = int(paste_margin)
         self.criterion = criterion
         self.label_smoothing = float(label_smoothing)
         self.warmup_iterations = int(warmup_iterations)
@@ -132,6 +185,25 @@ class SUFD:
         """Whether the student must also see the plain (unmixed) unlabeled images."""
         return self.input == "unlabeled"
 
+    def unlabeled_weight(self, mixed: Any) -> torch.Tensor | None:
+        """Where the discriminator may look on the unlabeled side: ``B×1×spatial`` (1 = use), or ``None`` (everywhere).
+
+        For ``"mixed_masked"``: everywhere but the ground truth that SupMix pasted (it is
+        labeled content) and the pixels along every ClassMix paste edge (``mixed`` is the
+        trainer's :class:`~monai_supmix.engines.MixBatch`); both SUFD losses widen this by
+        ``paste_margin`` pixels on the discriminator's patch grid.
+        """
+        if self.input != "mixed_masked":
+            return None
+        masked = None
+        if mixed.supmix_mask is not None:
+            masked = mixed.supmix_mask.bool()
+        if mixed.classmix_mask is not None:
+            inside = mixed.classmix_mask.bool()
+            edges = _dilate(inside, 1) & _dilate(~inside, 1)
+            masked = edges if masked is None else masked | edges
+        return None if masked is None else (~masked).float()
+
     def active(self, iteration: int) -> bool:
         """Whether SUFD acts at this (0-based) iteration."""
         return iteration >= self.warmup_iterations
@@ -143,7 +215,7 @@ class SUFD:
         return self._tap.pop()
 
     # ------------------------------------------------------------------ losses
-    def student_loss(self, features_u: torch.Tensor) -> torch.Tensor:
+    def student_loss(self, features_u: torch.Tensor, weight_u: torch.Tensor | None = None) -> torch.Tensor:
         """Adversarial term of the student: unlabeled features should be judged "real".
 
         The discriminator's parameters are frozen (and it is in eval mode) for this call, so
@@ -162,18 +234,27 @@ class SUFD:
             for p, r in zip(disc.parameters(), requires):
                 p.requires_grad_(r)
             disc.train(was_training)
+        weight = None if weight_u is None else _patch_grid(weight_u, logits, self.paste_margin)
         if self.criterion == "hinge":
-            return -logits.float().mean()
-        return adversarial_loss(logits, real=True, criterion=self.criterion)
+            return _weighted_mean(-logits.float(), weight)
+        return adversarial_loss(logits, real=True, criterion=self.criterion, weight=weight)
 
     def discriminator_step(
-        self, features_l: torch.Tensor, features_u: torch.Tensor, autocast: Callable, on_nonfinite: str
+        self,
+        features_l: torch.Tensor,
+        features_u: torch.Tensor,
+        autocast: Callable,
+        on_nonfinite: str,
+        weight_u: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """One update of the discriminator on detached labeled (real) / unlabeled (fake) features.
 
+        ``weight_u`` (:meth:`unlabeled_weight`) restricts the unlabeled side to the patches it marks.
+
         Returns:
-            ``{"discriminator_loss", "discriminator_accuracy"}`` (accuracy: mean of the real
-            side's and the fake side's patch accuracy; 0.5 = the sides look alike).
+            ``{"discriminator_loss", "discriminator_accuracy", "discriminator_coverage"}``
+            (accuracy: mean of the real side's and the fake side's patch accuracy; 0.5 = the
+            sides look alike; coverage: the share of unlabeled patches the discriminator saw).
 
         Raises:
             FloatingPointError: for a non-finite loss with ``on_nonfinite="raise"``.
@@ -186,10 +267,11 @@ class SUFD:
             logits = disc(features)
         n_l = features_l.shape[0]
         logits_l, logits_u = logits[:n_l], logits[n_l:]
+        weight = None if weight_u is None else _patch_grid(weight_u, logits_u, self.paste_margin)
         smoothing = self.label_smoothing
         loss = 0.5 * (
             adversarial_loss(logits_l, True, self.criterion, smoothing)
-            + adversarial_loss(logits_u, False, self.criterion, smoothing)
+            + adversarial_loss(logits_u, False, self.criterion, smoothing, weight)
         )
         if not torch.isfinite(loss):
             message = "non-finite discriminator loss"
@@ -206,9 +288,11 @@ class SUFD:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)  # nothing of this step lingers into the student's next pass
         with torch.no_grad():
-            accuracy = float(0.5 * ((logits_l > 0).float().mean() + (logits_u < 0).float().mean()))
+            accuracy = float(0.5 * ((logits_l > 0).float().mean() + _weighted_mean((logits_u < 0).float(), weight)))
         self._check_collapse(accuracy)
-        return {"discriminator_loss": float(loss.detach()), "discriminator_accuracy": accuracy}
+        coverage = 1.0 if weight is None else float(weight.float().mean())
+        return {"discriminator_loss": float(loss.detach()), "discriminator_accuracy": accuracy,
+                "discriminator_coverage": coverage}
 
     def _check_collapse(self, accuracy: float) -> None:
         """Warn once when the discriminator wins outright for many iterations in a row."""

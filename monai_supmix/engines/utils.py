@@ -19,6 +19,7 @@ LOSS_TERMS = (
     "adversarial_loss",
     "discriminator_loss",
     "discriminator_accuracy",
+    "discriminator_coverage",
     "confident_fraction",
     "unsupervised_weight",
     "adversarial_weight",

@@ -10,12 +10,13 @@ from .dictionary import (
     SupervisedClassMixDict,
 )
 from .functional import CLASS_POLICIES, class_frequencies, class_mix, select_classes, supervised_class_mix
-from .perturbation import PERTURBATION_PRESETS, BatchPerturbation, strong_perturbation
+from .perturbation import PERTURBATION_PRESETS, BatchPerturbation, BatchStrongPerturbation, strong_perturbation
 
 __all__ = [
     "CLASS_POLICIES",
     "PERTURBATION_PRESETS",
     "BatchPerturbation",
+    "BatchStrongPerturbation",
     "strong_perturbation",
     "class_frequencies",
     "class_mix",

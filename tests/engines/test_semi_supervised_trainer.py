@@ -38,6 +38,9 @@ def _net(dims: int = 2) -> torch.nn.Module:
 
 def _sufd(net, dims=2, adv=0.1, **kwargs) -> SUFD:
     size = (16,) * dims
+    # the tests' noise labels are pasted all over a 32² image, which leaves "mixed_masked" no patch to
+    # look at: these tests see the mixed images whole (tests/engines/test_sufd.py covers the masking)
+    kwargs.setdefault("input", "mixed")
     torch.manual_seed(1)
     disc = FeatureDiscriminator(dims, feature_channels(net, kwargs.get("feature_layer"), 1, size), channels=(8,), strides=(2,))
     return SUFD(disc, torch.optim.SGD(disc.parameters(), lr=0.1), weight=adv, **kwargs)

@@ -28,7 +28,8 @@ def test_adversarial_loss_is_autocast_safe(criterion):
     out = sufd.discriminator_step(
         features_l, features_u.detach(), lambda: torch.autocast("cpu", dtype=torch.bfloat16), "raise"
     )
-    assert set(out) == {"discriminator_loss", "discriminator_accuracy"}
+    assert set(out) == {"discriminator_loss", "discriminator_accuracy", "discriminator_coverage"}
+    assert out["discriminator_coverage"] == 1.0  # no weight: every unlabeled patch seen
     assert 0.0 <= out["discriminator_accuracy"] <= 1.0
 
 
@@ -57,9 +58,11 @@ def test_discriminator_learns_to_separate_and_reports_accuracy():
 def test_warmup_and_arguments():
     sufd = _sufd(warmup_iterations=5)
     assert not sufd.active(4) and sufd.active(5)
-    assert sufd.needs_plain_pass and not _sufd(input="mixed").needs_plain_pass
+    assert _sufd(input="unlabeled").needs_plain_pass and not _sufd(input="mixed").needs_plain_pass
+    assert not sufd.needs_plain_pass  # the default, "mixed_masked", needs no extra student pass
     for kwargs, match in (({"input": "labeled"}, "discriminator_input"), ({"criterion": "wgan"}, "criterion"),
-                          ({"weight": -1.0}, "adversarial_weight"), ({"label_smoothing": 1.0}, "label_smoothing")):
+                          ({"weight": -1.0}, "adversarial_weight"), ({"label_smoothing": 1.0}, "label_smoothing"),
+                          ({"paste_margin": -1}, "paste_margin")):
         with pytest.raises(ValueError, match=match):
             _sufd(**kwargs)
 
@@ -69,3 +72,51 @@ def test_collapse_warning():
     sufd._check_collapse(1.0)
     with pytest.warns(UserWarning, match="SUFD discriminator accuracy"):
         sufd._check_collapse(1.0)
+
+
+def _mix_batch(classmix_mask=None, supmix_mask=None):
+    from monai_supmix.engines import MixBatch
+
+    zeros = torch.zeros(1, 1, 32, 32)
+    return MixBatch(zeros, zeros.long(), zeros, zeros, zeros.long(), 2, classmix_mask=classmix_mask,
+                    supmix_mask=supmix_mask)
+
+
+def test_masked_input_leaves_out_pasted_ground_truth_and_paste_edges():
+    sufd = _sufd(paste_margin=4)
+    assert sufd.unlabeled_weight(_mix_batch()) is None  # nothing pasted: every pixel counts
+    assert _sufd(input="unlabeled").unlabeled_weight(_mix_batch(supmix_mask=torch.ones(1, 1, 32, 32, dtype=bool))) is None
+    classmix = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    classmix[..., :, 16:] = True  # ClassMix pasted the right half: one vertical edge between columns 15 and 16
+    supmix = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    supmix[..., 2:4, 2:4] = True  # SupMix pasted a 2x2 ground-truth blob
+    weight = sufd.unlabeled_weight(_mix_batch(classmix, supmix))
+    assert weight.shape == (1, 1, 32, 32)
+    assert weight[..., :, 15].sum() == 0 and weight[..., :, 16].sum() == 0  # both sides of the edge
+    assert weight[..., 2:4, 2:4].sum() == 0  # the pasted ground truth
+    assert weight[..., 20, 8] == 1 and weight[..., 20, 28] == 1  # far from both, inside either image
+    # on the patch grid (32 -> 16 here), the margin of 4 pixels widens the exclusion by 2 patches
+    from monai_supmix.engines.sufd import _patch_grid
+
+    grid = _patch_grid(weight, torch.zeros(1, 1, 16, 16), margin=4)
+    assert grid[..., 10, 5:11].sum() == 0 and grid[..., 10, 4] == 1 and grid[..., 10, 11] == 1
+    assert grid[..., 0:4, 0:4].sum() == 0 and grid[..., 12, 0] == 1
+
+
+def test_masked_losses_weigh_only_the_patches_left():
+    sufd = _sufd(paste_margin=0)
+    features_l = torch.ones(2, 4, 16, 16)
+    features_u = -torch.ones(2, 4, 16, 16)
+    features_u[..., :8] = 1.0  # the left half looks labeled, the right half does not
+    weight = torch.zeros(2, 1, 16, 16)
+    weight[..., 8:] = 1.0  # only the right half may be judged
+    import contextlib
+
+    for _ in range(30):
+        out = sufd.discriminator_step(features_l, features_u, contextlib.nullcontext, "raise", weight)
+    assert out["discriminator_coverage"] == pytest.approx(0.5)
+    # judged only where it differs, the discriminator separates perfectly
+    assert out["discriminator_accuracy"] == 1.0
+    nothing = torch.zeros(2, 1, 16, 16)
+    assert float(sufd.student_loss(features_u, nothing)) == 0.0  # no patch left: no adversarial term
+    assert float(sufd.student_loss(features_u, weight)) > float(sufd.student_loss(features_l, weight))
