@@ -19,8 +19,10 @@ evaluation, :class:`monai_supmix.handlers.PerClassMetricsWriter`, from
   sure we are about *these* trained models); with a single fold it falls back to images;
 - **runs won**: in how many of the shared (fold, seed) runs A's pooled mIoU is above B's.
 
-A claim "A > B" *holds* when the whole interval lies above 0, *does not hold* when it
-lies below 0 (B is better), and *cannot tell* otherwise.
+The claims' verdicts come from the package's fold-level statistics with Holm's correction
+(:mod:`monai_supmix.comparison.statistics`, one implementation with ``monai-supmix compare``);
+this module keeps the two-level bootstrap as a second interval and the share-of-gap
+computation the benchmark report uses.
 """
 
 from __future__ import annotations
@@ -55,25 +57,8 @@ CLAIMS = (
 )
 
 
-def image_counts(record: dict) -> dict[str, np.ndarray]:
-    """``{image id: C×3 array of (TP, FP, FN)}`` of one run record."""
-    return {
-        item["id"]: np.stack([item["tp"], item["fp"], item["fn"]], axis=-1).astype(np.float64)
-        for item in record["per_image"]
-    }
-
-
-def pooled_iou(counts: np.ndarray) -> np.ndarray:
-    """Per-class pooled IoU of ``...×N×C×3`` counts (summed over the image axis ``-3``)."""
-    total = counts.sum(axis=-3)
-    tp, fp, fn = total[..., 0], total[..., 1], total[..., 2]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return tp / (tp + fp + fn)
-
-
-def pooled_miou(counts: np.ndarray) -> np.ndarray:
-    """Pooled mIoU (mean over classes, NaN classes skipped) of ``...×N×C×3`` counts."""
-    return np.nanmean(pooled_iou(counts), axis=-1)
+# one implementation with `monai-supmix compare`: pooled counts and IoU come from the package
+from monai_supmix.comparison.statistics import image_counts, pooled_iou, pooled_miou  # noqa: E402
 
 
 def paired_counts(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, list[str], int]:
@@ -233,61 +218,90 @@ def runs_won(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> tuple[int, int]:
     return sum(a["pooled_miou"] > b["pooled_miou"] for a, b in pairs), len(pairs)
 
 
+def _combined_t(parts: Sequence[dict]) -> tuple[float, float, float, float]:
+    """Mean of independent claims' fold-level deltas: ``(mean, low, high, p)`` with a Welch–Satterthwaite t."""
+    from scipy import stats as st
+
+    means, variances, dfs = [], [], []
+    for part in parts:
+        deltas = np.array(list(part["fold_deltas"].values()), dtype=np.float64)
+        means.append(deltas.mean())
+        variances.append(deltas.var(ddof=1) / len(deltas) if len(deltas) > 1 else np.inf)
+        dfs.append(len(deltas) - 1)
+    k = len(parts)
+    mean = float(np.mean(means))
+    var = float(np.sum(variances)) / k**2
+    if not np.isfinite(var) or var == 0:
+        return mean, -np.inf, np.inf, 1.0
+    df = float(np.sum(variances) ** 2 / np.sum([v**2 / d for v, d in zip(variances, dfs)]))
+    se = var**0.5
+    q = float(st.t.ppf(0.975, df))
+    return mean, mean - q * se, mean + q * se, float(2 * st.t.sf(abs(mean) / se, df))
+
+
 def compute_claims(records: Sequence[dict], protocol: str, settings: Sequence[tuple[str, int]]) -> list[dict]:
     """Every claim of :data:`CLAIMS` for each ``(dataset, num_labeled)`` that has paired runs.
 
-    Only reporting-fold records should be passed. Also adds, where both datasets have it,
-    "ours > conventional" averaged over the first setting of each dataset (the mean of the
-    two deltas, its interval from independent bootstrap draws per dataset).
+    The verdicts come from the package's fold-level statistics
+    (:func:`monai_supmix.comparison.compare_methods`: pooled out-of-fold difference, t-interval
+    over the per-fold deltas, exact sign test), Holm-corrected over the whole table
+    (:func:`monai_supmix.comparison.apply_holm`); the two-level bootstrap interval stays as a
+    second column (``boot_ci_low``/``boot_ci_high``), drawn from one RNG per dataset. Only
+    reporting-fold records should be passed. Also adds, where both datasets have it,
+    "ours > conventional" averaged over the first setting of each dataset.
     """
+    from monai_supmix.comparison import apply_holm, compare_methods, dataset_key
+
     cells = group_runs(records)
     claims: list[dict] = []
-    samples: dict[tuple, np.ndarray] = {}
     for dataset, labeled in settings:
         for name, a, b in CLAIMS:
             runs_a, runs_b = cells.get((dataset, labeled, a), []), cells.get((dataset, labeled, b), [])
-            counts_a, counts_b, keys, n_runs = paired_counts(runs_a, runs_b)
-            if not keys:
+            result = compare_methods(runs_a, runs_b)
+            if result is None:
                 continue
-            result = bootstrap_delta(counts_a, counts_b, groups=fold_groups(keys))
+            counts_a, counts_b, keys, _ = paired_counts(runs_a, runs_b)
+            boot = bootstrap_delta(counts_a, counts_b, groups=fold_groups(keys), seed=dataset_key(dataset))
             class_names = runs_a[0]["class_names"]
-            won, shared = runs_won(runs_a, runs_b)
-            samples[(name, dataset, labeled)] = result["samples"]
+            won, _ = runs_won(runs_a, runs_b)
             claims.append({
                 "claim": name,
                 "dataset": dataset,
                 "num_labeled": labeled,
                 "protocol": protocol,
-                "delta_miou": round(result["delta"], 3),
-                "ci_low": round(result["ci_low"], 3),
-                "ci_high": round(result["ci_high"], 3),
-                "verdict": verdict(result["ci_low"], result["ci_high"]),
-                "n_images": len(keys),
-                "n_runs": n_runs,
+                **{k: result[k] for k in ("delta_miou", "fold_mean_delta", "ci_low", "ci_high", "p_value", "n_images",
+                                          "n_runs", "n_folds", "sign_positive", "sign_n", "sign_p", "fold_deltas")},
+                "boot_ci_low": boot["ci_low"],
+                "boot_ci_high": boot["ci_high"],
                 "runs_won": won,
                 "folds": sorted({r["fold"] for r in runs_a} & {r["fold"] for r in runs_b}),
-                "per_class_delta": {c: round(v, 3) for c, v in zip(class_names, result["per_class_delta"])},
+                "per_class_delta": dict(zip(class_names, result["per_class_delta"])),
             })
-    # the headline average over the two datasets
+    # the headline average over the two datasets (independent folds: a Welch t over both)
     heads = [s for s in settings if s[0] == "chase"][:1] + [s for s in settings if s[0] == "covid19"][:1]
-    parts = [samples.get(("ours > conventional", d, n)) for d, n in heads]
-    if len(heads) == 2 and all(p is not None for p in parts):
-        found = [c for c in claims if c["claim"] == "ours > conventional" and (c["dataset"], c["num_labeled"]) in heads]
-        mean_samples = (parts[0] + parts[1]) / 2
-        low, high = _interval(mean_samples)
+    found = [c for c in claims if c["claim"] == "ours > conventional" and (c["dataset"], c["num_labeled"]) in heads]
+    if len(heads) == 2 and len(found) == 2:
+        mean, low, high, p = _combined_t(found)
         claims.append({
             "claim": "ours > conventional",
             "dataset": "average",
             "num_labeled": "+".join(f"{d} {n}" for d, n in heads),
             "protocol": protocol,
-            "delta_miou": round(sum(c["delta_miou"] for c in found) / 2, 3),
-            "ci_low": round(float(low), 3),
-            "ci_high": round(float(high), 3),
-            "verdict": verdict(float(low), float(high)),
+            "delta_miou": sum(c["delta_miou"] for c in found) / 2,
+            "fold_mean_delta": mean,
+            "ci_low": low,
+            "ci_high": high,
+            "p_value": p,
             "n_images": sum(c["n_images"] for c in found),
             "n_runs": sum(c["n_runs"] for c in found),
+            "n_folds": sum(c["n_folds"] for c in found),
             "runs_won": sum(c["runs_won"] for c in found),
             "folds": sorted({f for c in found for f in c["folds"]}),
             "per_class_delta": {},
         })
+    apply_holm(claims)
+    for c in claims:
+        for key in ("delta_miou", "fold_mean_delta", "ci_low", "ci_high", "boot_ci_low", "boot_ci_high"):
+            if key in c and np.isfinite(c[key]):
+                c[key] = round(float(c[key]), 3)
     return claims

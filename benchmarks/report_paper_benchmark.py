@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE.parent))
 import paired_stats as stats  # noqa: E402
 from run_paper_benchmark import DEV_FOLD, SETTINGS, UPPER_BOUND  # noqa: E402
 
+from monai_supmix.comparison import compare_methods  # noqa: E402
 from monai_supmix.utils.files import write_json_atomic  # noqa: E402
 
 REPO = HERE.parent
@@ -78,18 +79,22 @@ def pooled_cell(runs: list[dict]) -> dict:
 
 def claims_table(claims: list[dict]) -> list[str]:
     lines = [
-        "| claim | dataset (labeled) | Δ pooled mIoU (points) | 95 % CI | verdict | target | images | runs won | per class Δ |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| claim | dataset (labeled) | Δ pooled mIoU (points) | 95 % fold-level t CI | p (Holm) | folds ahead "
+        "(sign test p) | verdict | target | bootstrap CI | images | runs won | per class Δ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in claims:
         target = TARGETS.get((c["claim"], c["dataset"]))
         target_text = "–" if target is None else (f"≥ +{target:.1f}: " + ("met" if c["ci_low"] >= target else (
             "not met" if c["ci_high"] < target else "cannot tell")))
         per_class = ", ".join(f"{k} {v:+.2f}" for k, v in c["per_class_delta"].items())
+        sign = f"{c['sign_positive']} of {c['sign_n']} ({c['sign_p']:.2f})" if "sign_n" in c else "–"
+        boot = f"[{c['boot_ci_low']:+.2f}, {c['boot_ci_high']:+.2f}]" if "boot_ci_low" in c else "–"
         lines.append(
             f"| {c['claim']} | {c['dataset']} ({c['num_labeled']}) | {c['delta_miou']:+.2f} | "
-            f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] | **{c['verdict']}** | {target_text} | {c['n_images']} | "
-            f"{c['runs_won']} of {c['n_runs']} | {per_class} |"
+            f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] | {c['p_value']:.3f} ({c['p_holm']:.3f}) | {sign} | "
+            f"**{c['verdict']}** | {target_text} | {boot} | {c['n_images']} | {c['runs_won']} of {c['n_runs']} | "
+            f"{per_class} |"
         )
     return lines
 
@@ -128,13 +133,13 @@ def labels_gap(records: list[dict]) -> list[str]:
         full = UPPER_BOUND[dataset]
         if labeled == full or (dataset, full, "supervised") not in cells:
             continue
-        a, b, keys, n = stats.paired_counts(cells[(dataset, full, "supervised")], cells[(dataset, labeled, "supervised")])
-        if not keys:
+        result = compare_methods(cells[(dataset, full, "supervised")], cells[(dataset, labeled, "supervised")])
+        if result is None:
             continue
-        result = stats.bootstrap_delta(a, b, groups=stats.fold_groups(keys))
         lines.append(
-            f"- {dataset}: supervised with {full} labeled − with {labeled} labeled = **{result['delta']:+.2f}** "
-            f"[{result['ci_low']:+.2f}, {result['ci_high']:+.2f}] ({len(keys)} images, {n} paired runs)."
+            f"- {dataset}: supervised with {full} labeled − with {labeled} labeled = **{result['delta_miou']:+.2f}** "
+            f"[{result['ci_low']:+.2f}, {result['ci_high']:+.2f}] (fold-level t, p = {result['p_value']:.3f}; "
+            f"{result['n_images']} images, {result['n_runs']} paired runs)."
         )
     return lines
 
@@ -169,7 +174,8 @@ def gap_closed(records: list[dict]) -> list[str]:
                 if not keys or top.shape != ours.shape:
                     continue
                 groups = stats.fold_groups(keys)
-                gap = stats.bootstrap_delta(top, few, groups=groups)
+                gap = compare_methods(tops, pick(few_runs))
+                gap = {"delta": gap["delta_miou"], "ci_low": gap["ci_low"], "ci_high": gap["ci_high"]}
                 if gap["ci_low"] <= 0:
                     # a share of a gap that may be zero or negative is not a number to report
                     lines.append(
@@ -313,13 +319,15 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "## Claims (reporting folds only)",
         "",
-        "Paired difference of **pooled mIoU** (IoU summed over all test images of the reporting folds, then",
-        "averaged over classes; background included; CHASE inside the FOV), in points, over the runs both",
-        "methods share (same fold and seed); 95 % interval from a two-level bootstrap, folds (each its own",
-        "training run) then test images inside them, so that it carries run-to-run training variation",
-        "(`benchmarks/paired_stats.py`). *holds*: the interval is above 0; *does not hold*: below 0;",
-        "*cannot tell*: it contains 0. *runs won*: (fold, seed) runs in which the first method's pooled",
-        "mIoU is the higher. Written to `claims.json`.",
+        "Paired difference of **pooled out-of-fold mIoU** (IoU summed over all test images of the reporting",
+        "folds, each image scored by its own fold's model, then averaged over classes; background included;",
+        "CHASE inside the FOV), in points, over the runs both methods share (same fold and seed). The interval",
+        "is a fold-level 95 % t-interval over the per-fold mean of the paired run deltas (folds − 1 degrees of",
+        "freedom); the verdict uses its p-value after Holm's correction over this whole table",
+        "(`monai_supmix.comparison.statistics`): *holds* / *does not hold* when the Holm-adjusted p is below",
+        "0.05 and the difference is positive / negative, *cannot tell* otherwise. Beside it: how many folds",
+        "the first method is ahead in (exact sign test) and the earlier two-level bootstrap interval (folds,",
+        "then images; one RNG per dataset). Written to `claims.json`.",
         "",
         *(claims_table(claims) if claims else ["(no paired reporting-fold runs yet)"]),
         "",

@@ -35,16 +35,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import re
-import shutil
-import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -309,13 +303,9 @@ def grid(folds: dict[str, list[int]], seeds: list[int], variants: list[str] = ()
 
 # ----------------------------------------------------------------------------------- runs
 def bundle_cmd(dataset: str, configs: list[str], overrides: dict) -> list[str]:
-    files = [str(REPO / "bundles" / dataset / "configs" / f"{c}.json") for c in configs]
-    cmd = [sys.executable, "-m", "monai.bundle", "run"]
-    cmd += ["training"] if configs == ["train"] else []
-    cmd += ["--config_file", files[0] if len(files) == 1 else str(files)]
-    for key, value in overrides.items():
-        cmd += [f"--{key}", json.dumps(value) if isinstance(value, (list, dict)) else str(value)]
-    return cmd
+    from monai_supmix.comparison import bundle_command
+
+    return bundle_command(REPO / "bundles" / dataset, configs, overrides)
 
 
 def run_overrides(protocol: str, dataset: str, labeled: int, method: str, seed: int) -> dict:
@@ -332,58 +322,20 @@ def run_overrides(protocol: str, dataset: str, labeled: int, method: str, seed: 
     return overrides
 
 
-def _device_text() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda ({torch.cuda.get_device_name(0)})"
-    return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
-
-
 def execute(protocol: str, dataset: str, labeled: int, fold: int, method: str, seed: int, threads: int) -> dict:
-    """Train one run through the bundle, evaluate its final EMA teacher on the fold's test images."""
-    import torch
+    """Train one run through the bundle, evaluate its final EMA teacher on the fold's test images.
+
+    The training and evaluation are the package's (:func:`monai_supmix.comparison.train_and_evaluate`,
+    as ``monai-supmix compare`` runs them); this adds the benchmark's folds and record fields.
+    """
+    from monai_supmix.comparison import train_and_evaluate
+    from monai_supmix.comparison.runner import device_text
 
     rid = run_id(protocol, dataset, labeled, fold, method, seed)
-    out = RUNS / rid
-    if out.exists():  # a run interrupted earlier: start it afresh, its checkpoints would mix with this one's
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
     train_list, test_list, labeled_ids = write_datalists(dataset, fold, labeled, RUNS / "datalists", seed)
     overrides = run_overrides(protocol, dataset, labeled, method, seed)
-    overrides.update(output_dir=str(out), datalist_file=str(train_list))
-    overrides.setdefault("num_workers", 0 if threads < 2 else 1)  # loader processes compete with training on a CPU
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    start = time.time()
-    with open(out / "train.log", "w") as f:
-        proc = subprocess.run(bundle_cmd(dataset, ["train"], overrides), stdout=f, stderr=subprocess.STDOUT,
-                              cwd=REPO, env=env)
-    train_seconds = time.time() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"training {rid} failed (exit {proc.returncode}), see {out / 'train.log'}")
-    text = (out / "train.log").read_text()
-    curve = [float(v) for v in re.findall(r"Metrics -- .*?val_mean_iou: ([0-9.]+)", text)]
-    # the final EMA teacher, not the best checkpoint of the training-time validation
-    ckpts = sorted(out.glob("models/checkpoint_*.pt"), key=os.path.getmtime)
-    from monai_supmix.bundle import read_training_settings
-
-    state = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
-    final = out / "models" / "final_teacher.pt"
-    settings = read_training_settings(str(out / "models" / "model.pt")) or {}
-    torch.save({"model": state["teacher"], "settings": settings}, final)
-    for ckpt in ckpts:
-        ckpt.unlink()  # full-state checkpoints are only needed to resume an interrupted run
-    eval_overrides = {k: v for k, v in overrides.items() if k != "num_workers"}
-    eval_overrides.update(ckpt_path=str(final), datalist_file=str(test_list), num_workers=0)
-    with open(out / "eval.log", "w") as f:
-        proc = subprocess.run(bundle_cmd(dataset, ["train", "evaluate"], eval_overrides), stdout=f,
-                              stderr=subprocess.STDOUT, cwd=REPO, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"evaluation {rid} failed (exit {proc.returncode}), see {out / 'eval.log'}")
-    with open(out / "eval" / "metrics.json") as f:
-        metrics = json.load(f)
-    keep = ("miou", "iou", "dice", "pooled_miou", "pooled_iou", "pooled_dice", "infnet_dice", "class_names",
-            "per_image")
+    metrics = train_and_evaluate(REPO / "bundles" / dataset, RUNS / rid, train_list, test_list, overrides, threads,
+                                 cwd=REPO)
     return {
         "id": rid,
         "protocol": protocol,
@@ -394,33 +346,25 @@ def execute(protocol: str, dataset: str, labeled: int, fold: int, method: str, s
         "num_labeled": labeled,
         "seed": seed,
         "labeled_ids": labeled_ids,
-        **{k: metrics[k] for k in keep},
-        "train_seconds": round(train_seconds, 1),
-        "threads": threads,
+        **metrics,
         "steps": overrides["max_epochs"] * overrides["iterations_per_epoch"],
-        "val_curve": curve,
-        "device": _device_text(),
-        "settings": {k: v for k, v in overrides.items() if k not in ("output_dir", "datalist_file")},
+        "device": device_text(),
+        "settings": overrides,
         "date": time.strftime("%Y-%m-%d"),
     }
 
 
-_results_lock = threading.Lock()
-
-
 def load_results() -> list[dict]:
-    if RESULTS.is_file():
-        with open(RESULTS) as f:
-            return json.load(f)
-    return []
+    from monai_supmix.comparison import ResultStore
+
+    return ResultStore(RESULTS).load()
 
 
 def store(record: dict) -> None:
     """Add (or replace) one record in results.json, atomically."""
-    with _results_lock:
-        records = [r for r in load_results() if r["id"] != record["id"]] + [record]
-        records.sort(key=lambda r: r["id"])
-        write_json_atomic(records, str(RESULTS))
+    from monai_supmix.comparison import ResultStore
+
+    ResultStore(RESULTS).store(record)
 
 
 def _parse_folds(values: list[str] | None) -> dict[str, list[int]]:
@@ -489,47 +433,20 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.max_runs is not None:
         pending = pending[: args.max_runs]
-    import torch
+    from monai_supmix.comparison import ResultStore, run_grid
 
-    jobs = max(1, int(args.jobs))
-    threads = 1 if torch.cuda.is_available() else max(1, (os.cpu_count() or 1) // jobs)
-    start = time.time()
-    print(f"{len(pending)} runs to do, {jobs} at a time, {threads} thread(s) each", flush=True)
-
-    def one(key: tuple) -> dict:
-        rid = run_id(args.protocol, *key)
-        print(f"[{time.strftime('%H:%M:%S')}] start {rid}", flush=True)
-        record = execute(args.protocol, *key, threads=threads)
-        store(record)
-        print(f"[{time.strftime('%H:%M:%S')}] done  {rid}: pooled mIoU {record['pooled_miou']:.4f} "
-              f"in {record['train_seconds']:.0f} s", flush=True)
-        return record
-
-    failures = 0
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {}
-        queue = list(pending)
-        while queue or futures:
-            while queue and len(futures) < jobs:
-                if args.time_budget is not None and time.time() - start > args.time_budget:
-                    print("time budget reached: no new runs started", flush=True)
-                    queue = []
-                    break
-                key = queue.pop(0)
-                futures[pool.submit(one, key)] = key
-            if not futures:
-                break
-            finished = next(as_completed(futures))
-            key = futures.pop(finished)
-            try:
-                finished.result()
-            except Exception as err:  # keep the grid going; the log names the run
-                failures += 1
-                print(f"FAILED {run_id(args.protocol, *key)}: {err}", flush=True)
-    print(f"finished in {time.time() - start:.0f} s ({failures} failed)", flush=True)
+    _, failures = run_grid(
+        pending,
+        lambda key: run_id(args.protocol, *key),
+        lambda key, threads: execute(args.protocol, *key, threads=threads),
+        ResultStore(RESULTS),
+        jobs=args.jobs,
+        force=True,  # already filtered above (--force or not done)
+        time_budget=args.time_budget,
+        print_fn=lambda line: print(line, flush=True),
+    )
     if failures:
         sys.exit(1)
-
 
 if __name__ == "__main__":
     main()

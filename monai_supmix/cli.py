@@ -12,6 +12,10 @@ for itself:
   the labeled / unlabeled / validation split, and open every file with the bundle's
   preprocessing; missing or unreadable files are listed (exit status 2), so layout
   mistakes show before a training run starts;
+- ``monai-supmix compare covid19 DIR --output OUT``: does semi-supervised training pay on
+  *your* images? Trains supervised, conventional and our method through the bundle on
+  paired cross-validated folds and writes a report with verdicts
+  (:mod:`monai_supmix.comparison.compare`, ``docs/compare.md``);
 - ``monai-supmix version``.
 """
 
@@ -130,9 +134,27 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG = """\
+train, evaluate and segment with a bundle (any top-level key as --key value):
+  python -m monai.bundle run training --config_file bundles/chase/configs/train.json [--dataset_dir DIR]
+  python -m monai.bundle run --config_file "['bundles/chase/configs/train.json','bundles/chase/configs/evaluate.json']"
+  python -m monai.bundle run --config_file bundles/chase/configs/inference.json --dataset_dir IN --output_dir OUT
+does semi-supervised training pay on your images?
+  monai-supmix compare covid19 DIR --output OUT --num_labeled 4 10 --folds 5
+see docs/own_data.md and docs/compare.md
+"""
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from monai_supmix.comparison.compare import run_compare
+
+    return run_compare(args, print_fn=lambda line: print(line, flush=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``monai-supmix`` argument parser."""
-    parser = argparse.ArgumentParser(prog="monai-supmix", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="monai-supmix", description=__doc__.split("\n\n")[0], epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("phantoms", help="write synthetic phantoms in a real dataset layout")
@@ -154,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_open", action="store_true", help="only check that the files exist, do not open them")
     p.add_argument("--json", action="store_true", help="print the full datalists as JSON")
     p.set_defaults(func=_cmd_check_data)
+
+    from monai_supmix.comparison.compare import add_compare_parser
+
+    add_compare_parser(sub).set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("version", help="print the versions of monai_supmix, MONAI and PyTorch")
     p.set_defaults(func=_cmd_version)

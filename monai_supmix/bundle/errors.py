@@ -15,6 +15,7 @@ the traceback for bad input too.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shlex
 import sys
@@ -119,11 +120,42 @@ def install_error_handler(debug: bool = False, ckpt_dir: str | None = None) -> b
         )
 
     sys.excepthook = handler
+    _quiet_interrupt_logs()
     _installed = True
     return True
 
 
+class _InterruptLogFilter(logging.Filter):
+    """Drop what Ignite and MONAI log on Ctrl-C: the excepthook prints the one useful line instead.
+
+    On ``KeyboardInterrupt`` Ignite logs "Engine run is terminating due to exception: " (the
+    interrupt's empty text) and MONAI's ``StatsHandler`` logs the exception with its traceback
+    (``logger.exception``), 20 lines before the resume hint.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is not None and issubclass(record.exc_info[0], KeyboardInterrupt):
+            return False
+        return str(record.msg).rstrip() not in ("Engine run is terminating due to exception:", "Exception:")
+
+
+def _quiet_interrupt_logs() -> None:
+    """Add :class:`_InterruptLogFilter` to every logging handler configured so far (the bundle's logging.conf)."""
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    for logger in loggers:
+        for log_handler in logger.handlers:
+            if not any(isinstance(f, _InterruptLogFilter) for f in log_handler.filters):
+                log_handler.addFilter(_InterruptLogFilter())
+
+
 def _leave(message: str, code: int) -> None:
+    try:  # end a progress bar's line first, so that the message starts a line of its own
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", [])):
+            bar.close()
+    except Exception:  # noqa: BLE001 - leaving anyway; the message matters more than the bar
+        pass
     sys.stdout.flush()
     sys.stderr.write(message + "\n")
     sys.stderr.flush()

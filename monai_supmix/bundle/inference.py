@@ -73,7 +73,7 @@ def load_weights(network: torch.nn.Module, ckpt_path: str, key: str = "model") -
 
 
 class _WarnGrayscaled(MapTransform):
-    """Warn when a one-channel image is about to be copied into the channels of a colour model."""
+    """Warn when an input's channels are changed: a one-channel image copied into a colour model's, an RGBA image's alpha dropped."""
 
     def __init__(self, keys: str, channels: int) -> None:
         super().__init__(keys)
@@ -82,8 +82,14 @@ class _WarnGrayscaled(MapTransform):
     def __call__(self, data):
         d = dict(data)
         for key in self.key_iterator(d):
+            name = getattr(d[key], "meta", {}).get("filename_or_obj", key)
+            if d[key].shape[0] == 4 and self.channels in (1, 3):
+                warnings.warn(
+                    f"{name} has 4 channels (RGBA): its alpha channel is dropped and the colour channels are "
+                    f"{'used' if self.channels == 3 else 'averaged to gray'}; save it as RGB to silence this.",
+                    stacklevel=2,
+                )
             if d[key].shape[0] == 1 and self.channels > 1:
-                name = getattr(d[key], "meta", {}).get("filename_or_obj", key)
                 warnings.warn(
                     f"{name} is a one-channel (grayscale) image but the model was trained on {self.channels}-channel "
                     "(RGB) images: its gray values are copied into every channel, which a colour model may segment worse.",
@@ -182,6 +188,14 @@ def _save(label: MetaTensor, kind: str, output_dir: str) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _reason(error: BaseException) -> str:
+    """A reader's error as one line a bundle user can act on (pydicom's "use force=True" is not for them)."""
+    text = " ".join(str(error).split())
+    if "force=True" in text or "File is missing DICOM File Meta Information" in text:
+        return "not a readable DICOM file (no DICOM header: a truncated or non-DICOM .dcm file)"
+    return text
+
+
 def _segment(network, inferer, preprocess: Compose, item: dict, device: torch.device) -> MetaTensor:
     """Preprocess, predict and invert one input; returns its label map as a ``MetaTensor`` in its own geometry."""
     data = preprocess({"image": item["image"]})
@@ -265,9 +279,12 @@ def segment_folder(
             label = _segment(network, window_2d if item["kind"] == "image2d" else window_3d, preprocess, item, device)
         except (ValueError, RuntimeError, OSError) as e:
             if not skip_bad:
-                raise ValueError(f"cannot segment {item['image']!r}: {e}") from e
-            logger.warning(f"skipped {item['image']}: {e}")
-            bad.append({"path": item["image"], "reason": str(e)})
+                raise ValueError(
+                    f"cannot segment {item['image']!r}: {_reason(e)} (pass --skip_bad True to skip unreadable inputs "
+                    "and segment the rest)"
+                ) from e
+            logger.warning(f"skipped {item['image']}: {_reason(e)}")
+            bad.append({"path": item["image"], "reason": _reason(e)})
             continue
         path = _save(label, item["kind"], output_dir)
         logger.info(f"{item['image']} -> {path}")

@@ -20,7 +20,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["TrainingSettings", "read_training_settings", "check_training_settings", "PREPROCESSING_KEYS"]
+__all__ = [
+    "TrainingSettings",
+    "read_training_settings",
+    "trained_setting",
+    "check_training_settings",
+    "PREPROCESSING_KEYS",
+]
 
 #: Keys that change what the network sees or predicts: they must match the training run.
 PREPROCESSING_KEYS = (
@@ -65,6 +71,20 @@ def read_training_settings(ckpt_path: str) -> dict | None:
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     settings = state.get("settings") if isinstance(state, dict) else None
     return dict(settings) if isinstance(settings, dict) else None
+
+
+def trained_setting(ckpt_path: str, key: str, default: Any) -> Any:
+    """The value of ``key`` that ``model.pt`` was trained with, else ``default``.
+
+    Evaluation and inference configs use it as the default of their preprocessing keys
+    (scale, sizes, classes, channels, intensity), so a user does not type the training
+    settings again; a value given on the command line replaces it and is then checked
+    against the training run (:func:`check_training_settings`).
+    """
+    saved = read_training_settings(ckpt_path) if isinstance(ckpt_path, str) else None
+    if not saved or saved.get(key) is None:
+        return default
+    return saved[key]
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -7,7 +7,7 @@ import os
 
 from monai_supmix.bundle.paths import default_cache_dir
 
-__all__ = ["task_datalists", "TASKS", "PHANTOM_DEFAULTS", "SPLIT_DEFAULTS"]
+__all__ = ["task_datalists", "task_items", "TASKS", "PHANTOM_DEFAULTS", "SPLIT_DEFAULTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,18 +118,31 @@ def task_datalists(
             )
         logger.info(f"no dataset_dir given: using synthetic {task} phantoms in {dataset_dir}")
 
-    if task == "chase":
-        split = _ordered_split(data.chase_datalist(dataset_dir), num_labeled, num_val, "CHASE")
-    else:
-        keep_effusion = num_classes is not None and int(num_classes) >= 4
-        found = data.covid_datalist(dataset_dir, merge_classes={} if keep_effusion else None)
-        split = _ordered_split(found["labeled"], num_labeled, num_val, "COVID-19")
-        if use_extra_unlabeled:
-            extra = list(found.get("unlabeled", []))
-            if max_unlabeled is not None:
-                extra = extra[: int(max_unlabeled)]
-            split["unlabeled"] = list(split["unlabeled"]) + extra
+    labeled, extra = task_items(task, dataset_dir, num_classes)
+    split = _ordered_split(labeled, num_labeled, num_val, "CHASE" if task == "chase" else "COVID-19")
+    if use_extra_unlabeled:
+        if max_unlabeled is not None:
+            extra = extra[: int(max_unlabeled)]
+        split["unlabeled"] = list(split["unlabeled"]) + extra
     return _ensure_unlabeled(split)
+
+
+def task_items(task: str, dataset_dir: str, num_classes: int | None = None) -> tuple[list[dict], list[dict]]:
+    """``(labeled items, unlabeled-only items)`` of a real dataset folder in a task's layout, in sorted order.
+
+    Raises:
+        ValueError: for an unknown task.
+        FileNotFoundError: when the folder holds no data in the task's layout.
+    """
+    from monai_supmix import data
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+    if task == "chase":
+        return data.chase_datalist(dataset_dir), []
+    keep_effusion = num_classes is not None and int(num_classes) >= 4
+    found = data.covid_datalist(dataset_dir, merge_classes={} if keep_effusion else None)
+    return list(found["labeled"]), list(found.get("unlabeled", []))
 
 
 def _ensure_unlabeled(split: dict[str, list[dict]]) -> dict[str, list[dict]]:

@@ -73,7 +73,10 @@ def dicom_series_uid(folder: str) -> str:
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
         except Exception as e:
-            raise ValueError(f"cannot read DICOM file {f!r}: {type(e).__name__}: {e}") from e
+            reason = f"{type(e).__name__}: {e}"
+            if "force=True" in reason or "File Meta Information" in reason:  # pydicom's advice is not for bundle users
+                reason = "no DICOM header (a truncated file, or not DICOM despite its .dcm name)"
+            raise ValueError(f"cannot read DICOM file {f!r}: {reason}") from e
         if "SeriesInstanceUID" not in ds:
             raise ValueError(f"DICOM file {f!r} has no SeriesInstanceUID.")
         if getattr(ds, "InstanceNumber", None) in (None, ""):
@@ -153,7 +156,7 @@ def list_inference_inputs(
             _check_readable(path, item["kind"])
         except ValueError as e:
             if not skip_bad:
-                raise
+                raise ValueError(f"{e} (pass --skip_bad True to skip unreadable inputs and segment the rest)") from e
             bad.append({"path": path, "reason": str(e)})
             continue
         items.append(item)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from monai_supmix.transforms.functional import class_mix, select_classes, supervised_class_mix
+from monai_supmix.transforms.functional import class_mix, random_flips, select_classes, supervised_class_mix
 
 __all__ = ["MixBatch", "ClassMixing", "SupervisedMixing", "SequentialMixing", "build_mixing", "MIX_MODES"]
 
@@ -127,7 +127,7 @@ class SupervisedMixing:
         pick = torch.randint(batch.labeled_images.shape[0], (n,), generator=generator).to(batch.images.device)
         source_images, source_labels = batch.labeled_images[pick], batch.labeled_labels[pick]
         if self.flip_source:
-            source_images, source_labels = _random_flips(source_images, source_labels, generator)
+            source_images, source_labels = random_flips(source_images, source_labels, generator)
         classes = select_classes(
             self.classes, source_labels, batch.num_classes, generator=generator,
             class_frequencies=batch.class_frequencies, num_select=self.num_select,
@@ -160,18 +160,6 @@ def _union(previous: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
     """The pasted pixels of this strategy and of an earlier one of the same kind."""
     mask = mask.bool()
     return mask if previous is None else previous | mask
-
-
-def _random_flips(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
-    """Flip each sample along each spatial axis with probability 1/2 (images and labels alike)."""
-    flips = torch.rand(images.shape[0], images.ndim - 2, generator=generator) < 0.5
-    out_images, out_labels = images.clone(), labels.clone()
-    for b in range(images.shape[0]):
-        dims = [1 + d for d in range(images.ndim - 2) if flips[b, d]]  # spatial axes of one sample
-        if dims:
-            out_images[b] = images[b].flip(dims)
-            out_labels[b] = labels[b].flip(dims)
-    return out_images, out_labels
 
 
 def build_mixing(

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from ignite.engine import Events
 from ignite.handlers import EMAHandler
 from monai.engines import SupervisedTrainer
+from monai.handlers import MLFlowHandler
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_prepare_batch
 from monai.engines.workflow import Workflow
 from monai.utils import CommonKeys as Keys
@@ -22,10 +21,9 @@ from torch.utils.data import DataLoader
 
 from monai_supmix.engines.mixing import MIX_MODES, MixBatch, build_mixing
 from monai_supmix.engines.sufd import DISCRIMINATOR_INPUTS, SUFD
-from monai_supmix.engines.utils import FreshStartLogFilter
 from monai_supmix.handlers.rampup import RAMPUP_SCHEDULES, rampup_factor
 from monai_supmix.losses import ConfidenceWeightedCELoss
-from monai_supmix.utils.distributed import register_distributed_cleanup
+from monai_supmix.utils.distributed import all_reduce_sum, any_rank, rank, unwrap_module
 
 __all__ = ["SemiSupervisedTrainer", "MIX_MODES", "DISCRIMINATOR_INPUTS"]
 
@@ -38,12 +36,6 @@ def _unwrap_single(transform: Callable) -> Callable:
         return value[0] if isinstance(value, tuple) and len(value) == 1 else value
 
     return unwrapped
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    while isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        module = module.module
-    return module
 
 
 class SemiSupervisedTrainer(SupervisedTrainer):
@@ -216,11 +208,6 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             to_kwargs=to_kwargs,
             amp_kwargs=amp_kwargs,
         )
-        if dist.is_available() and dist.is_initialized():
-            # join the backend's worker threads before the interpreter finalizes (pytorch#117762)
-            register_distributed_cleanup()
-        FreshStartLogFilter.install(self.logger)
-        FreshStartLogFilter.install(logging.getLogger("ignite.engine.engine.SupervisedEvaluator"))
         self.unlabeled_data_loader = unlabeled_data_loader
         self.num_classes = int(num_classes)
         self.mixing = mixing
@@ -244,19 +231,19 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         # AMP scalers live as long as the trainer so that checkpoints can hold them.
         self.student_scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
         self.sufd = sufd
-        if sufd is not None:
-            sufd.attach(network, self.use_amp)
 
         # EMA teacher (Ignite's EMAHandler), updated on ITERATION_COMPLETED before other handlers.
         warmup = {"momentum_warmup": 1.0 - 1e-6, "warmup_iters": ema_warmup_iterations} if ema_warmup_iterations else {}
         self.ema_handler = EMAHandler(network, momentum=1.0 - float(ema_decay), **warmup)
         if teacher_network is not None:
-            teacher_network.load_state_dict(_unwrap(network).state_dict())
+            teacher_network.load_state_dict(unwrap_module(network).state_dict())
             for param in teacher_network.parameters():
                 param.requires_grad_(False)
             teacher_network.eval()
             self.ema_handler.ema_model = teacher_network
         self.teacher = self.ema_handler.ema_model
+        if sufd is not None:  # after the teacher's copy, so the teacher carries no feature hook
+            sufd.attach(network, self.use_amp)
         self.ema_handler.attach(self, name="ema_momentum", event=Events.ITERATION_COMPLETED)
         self.state.class_counts = None
         self.state_dict_user_keys.append("class_counts")
@@ -286,7 +273,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         """
         for handler in ensure_tuple(handlers):
             transform = getattr(handler, "output_transform", None)
-            if type(handler).__name__ == "MLFlowHandler" and callable(transform):
+            if isinstance(handler, MLFlowHandler) and callable(transform):
                 handler.output_transform = _unwrap_single(transform)
         super()._register_handlers(handlers)
 
@@ -305,7 +292,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
     def checkpoint_objects(self) -> dict[str, Any]:
         """Everything a resume needs, for ``CheckpointSaver``/``CheckpointLoader`` ``save_dict``/``load_dict``."""
         objects: dict[str, Any] = {
-            "network": _unwrap(self.network),
+            "network": unwrap_module(self.network),
             "teacher": self.teacher,
             "optimizer": self.optimizer,
             "trainer": self,
@@ -374,18 +361,37 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             region = torch.as_tensor(region).to(self.state.device, non_blocking=self.non_blocking)
         return images, region
 
+    def _stream_seed(self, stream: int, iteration: int) -> int:
+        """Seed of one random stream at one iteration, distinct per rank, seed, stream and iteration.
+
+        Every rank must draw its own mixing sources, masks, flips and strong view: with the same
+        numbers on every rank, DDP would train on ``world_size`` copies of one draw.
+        """
+        import numpy as np
+
+        state = np.random.SeedSequence([self.seed, rank(), stream, iteration]).generate_state(1)
+        return int(state[0]) % 2**31
+
     def _generator(self, iteration: int) -> torch.Generator:
+        """The mixing strategies' generator at ``iteration`` (reproducible, rank-aware)."""
         gen = torch.Generator()
-        gen.manual_seed(self.seed * 1_000_003 + iteration)
+        gen.manual_seed(self._stream_seed(0, iteration))
         return gen
 
     def _update_class_counts(self, targets: torch.Tensor) -> torch.Tensor:
+        """Accumulate the labeled class counts of this batch, summed over all ranks (same on every rank)."""
         index = targets.argmax(1) if targets.shape[1] > 1 else targets[:, 0]
-        counts = torch.bincount(index.reshape(-1).long().cpu(), minlength=self.num_classes)[: self.num_classes]
+        counts = torch.bincount(index.reshape(-1).long(), minlength=self.num_classes)[: self.num_classes]
+        counts = all_reduce_sum(counts).cpu()
         prev = self.state.class_counts
         total = counts.double() + (torch.as_tensor(prev, dtype=torch.float64) if prev is not None else 0.0)
         self.state.class_counts = total.tolist()
         return total.float()
+
+    def _infer(self, inputs: torch.Tensor, network: nn.Module) -> torch.Tensor:
+        """The inferer on ``network`` with the extra arguments ``prepare_batch`` gave for this iteration."""
+        args, kwargs = getattr(self, "_network_args", ((), {}))
+        return self.inferer(inputs, network, *args, **kwargs)
 
     def _autocast(self):
         return torch.autocast("cuda", **self.amp_kwargs) if self.use_amp else contextlib.nullcontext()
@@ -403,26 +409,31 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             self.optimizer.step()
 
     def _nonfinite(self, out: dict) -> dict:
-        """Raise, or warn and skip the update, for a non-finite loss."""
+        """Raise, or warn and skip the update, for a non-finite loss on any rank.
+
+        The decision is collective (:func:`~monai_supmix.utils.distributed.any_rank`): every
+        rank skips (or raises) together, so no rank waits in DDP's gradient all-reduce for a
+        backward another rank did not run. No backward runs, so neither ``BACKWARD_COMPLETED``
+        nor ``MODEL_COMPLETED`` fires; ``out["skipped"]`` is True.
+        """
         terms = {k: float(out[k]) for k in ("supervised_loss", "unsupervised_loss", "adversarial_loss")}
+        where = f" ({terms})" if not bool(torch.isfinite(out[Keys.LOSS])) else " on another rank"
         message = (
-            f"non-finite training loss at iteration {self.state.iteration} ({terms}); the weights were not "
+            f"non-finite training loss at iteration {self.state.iteration}{where}; the weights were not "
             "updated. Lower the learning rate, check the inputs for NaN/Inf, or disable AMP."
         )
         if self.on_nonfinite == "raise":
             raise FloatingPointError(message)
         warnings.warn(message + " Skipping this update (on_nonfinite='skip').", stacklevel=2)
         self.optimizer.zero_grad(set_to_none=True)
-        out.update(discriminator_loss=float("nan"), discriminator_accuracy=float("nan"))
-        self.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        self.fire_event(IterationEvents.MODEL_COMPLETED)
+        out.update(discriminator_loss=float("nan"), discriminator_accuracy=float("nan"), skipped=True)
         return out
 
     # ---------------------------------------------------------------- iteration
     def _pseudo_labels(self, images_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The EMA teacher's pseudo-labels (``B×1×spatial`` indices) and their confidence on the weak view."""
         with torch.no_grad(), self._autocast():
-            probs = torch.softmax(self.inferer(images_u, self.teacher).float(), dim=1)
+            probs = torch.softmax(self._infer(images_u, self.teacher).float(), dim=1)
         confidence, pseudo = probs.max(dim=1, keepdim=True)
         return pseudo, confidence
 
@@ -431,7 +442,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         if self.student_transform is None:
             return images
         if hasattr(self.student_transform, "set_random_state"):
-            self.student_transform.set_random_state(seed=(self.seed * 1_000_003 + self.state.iteration) % 2**31)
+            self.student_transform.set_random_state(seed=self._stream_seed(1, self.state.iteration))
         return self.student_transform(images)
 
     def _iteration(self, engine: SemiSupervisedTrainer, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore[override]
@@ -446,6 +457,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         # 1. labeled batch
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         inputs_l, targets_l = batch[0], batch[1]
+        # extra network arguments from prepare_batch, as SupervisedTrainer passes them to the inferer
+        engine._network_args = (tuple(batch[2]), dict(batch[3])) if len(batch) == 4 else ((), {})
         iteration = engine.state.iteration - 1  # 0-based for the ramp-ups
         ramp = rampup_factor(iteration, engine.rampup_iterations, engine.rampup_schedule)
         sufd = engine.sufd if engine.sufd is not None and engine.sufd.active(iteration) else None
@@ -498,7 +511,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             confident_fraction=float("nan") if threshold is None else float((mixed.confidence >= threshold).float().mean()),
         )
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        if not torch.isfinite(loss):
+        if any_rank(not bool(torch.isfinite(loss)), loss.device):  # decided together: see _nonfinite
             return engine._nonfinite(out)
         # 6. the student's update, then the discriminator's (detached features, its own optimizer)
         engine._step(loss)
@@ -515,12 +528,12 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         """Logits (and SUFD features) of each part; one forward pass when the parts share a shape."""
         if all(p.shape[1:] == parts[0].shape[1:] for p in parts):
             sizes = [p.shape[0] for p in parts]
-            logits = self.inferer(torch.cat(parts), self.network)
+            logits = self._infer(torch.cat(parts), self.network)
             features = sufd.features(logits).split(sizes) if sufd is not None else []
             return list(logits.split(sizes)), list(features)
         logits, features = [], []  # different patch sizes: one pass per part
         for part in parts:
-            logits.append(self.inferer(part, self.network))
+            logits.append(self._infer(part, self.network))
             if sufd is not None:
                 features.append(sufd.features(logits[-1]))
         return logits, features
@@ -528,7 +541,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
     def _supervised_iteration(self, inputs: torch.Tensor, targets: torch.Tensor, out: dict) -> dict:
         """The iteration of a supervised-only configuration (``unsupervised_weight=0``, no SUFD)."""
         with self._autocast():
-            logits = self.inferer(inputs, self.network)
+            logits = self._infer(inputs, self.network)
             out[Keys.PRED] = logits
             self.fire_event(IterationEvents.FORWARD_COMPLETED)
             loss = self.loss_function(logits, targets).mean()
@@ -537,7 +550,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         out.update(supervised_loss=loss.detach(), unsupervised_loss=zero, adversarial_loss=zero,
                    unsupervised_weight=0.0, adversarial_weight=0.0, confident_fraction=float("nan"))
         self.fire_event(IterationEvents.LOSS_COMPLETED)
-        if not torch.isfinite(loss):
+        if any_rank(not bool(torch.isfinite(loss)), loss.device):
             return self._nonfinite(out)
         self._step(loss)
         out.update(discriminator_loss=0.0, discriminator_accuracy=float("nan"))

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from monai_supmix.networks.feature_tap import FeatureTap
+from monai_supmix.utils.distributed import any_rank, unwrap_module
 
 __all__ = ["SUFD", "DISCRIMINATOR_INPUTS", "ADVERSARIAL_CRITERIA", "OUTPUT_FEATURES"]
 
@@ -26,12 +27,6 @@ ADVERSARIAL_CRITERIA = ("bce", "least_squares", "hinge")
 #: ``feature_layer`` value that makes the discriminator see the student's softmax output
 #: (output-space alignment) instead of a hidden layer.
 OUTPUT_FEATURES = "output"
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    while isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        module = module.module
-    return module
 
 
 def adversarial_loss(
@@ -223,7 +218,7 @@ class SUFD:
         state; the plain (non-DDP) module is used
         so that DDP does not expect a discriminator backward from the student's loss.
         """
-        disc = _unwrap(self.discriminator)
+        disc = unwrap_module(self.discriminator)
         requires = [p.requires_grad for p in disc.parameters()]
         was_training = disc.training
         disc.requires_grad_(False)
@@ -273,7 +268,7 @@ class SUFD:
             adversarial_loss(logits_l, True, self.criterion, smoothing)
             + adversarial_loss(logits_u, False, self.criterion, smoothing, weight)
         )
-        if not torch.isfinite(loss):
+        if any_rank(not bool(torch.isfinite(loss)), loss.device):  # every rank skips together (DDP all-reduce)
             message = "non-finite discriminator loss"
             if on_nonfinite == "raise":
                 raise FloatingPointError(message + "; lower the discriminator's learning rate.")
@@ -310,7 +305,7 @@ class SUFD:
     def checkpoint_objects(self) -> dict[str, Any]:
         """The discriminator, its optimizer and AMP scaler, for full-state checkpoints."""
         objects: dict[str, Any] = {
-            "discriminator": _unwrap(self.discriminator),
+            "discriminator": unwrap_module(self.discriminator),
             "discriminator_optimizer": self.optimizer,
         }
         if self.scaler is not None:

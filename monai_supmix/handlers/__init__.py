@@ -1,6 +1,6 @@
 """Handlers and schedules for the semi-supervised workflow."""
 
-from .class_mean_iou import ClassMeanIoUHandler
+from .class_mean_iou import ClassMeanIoUHandler, PooledMeanIoUHandler
 from .checkpointing import (
     AtomicCheckpointSaver,
     attach_resumable_checkpoints,
@@ -14,6 +14,7 @@ from .rampup import RAMPUP_SCHEDULES, rampup_factor
 
 __all__ = [
     "ClassMeanIoUHandler",
+    "PooledMeanIoUHandler",
     "RAMPUP_SCHEDULES",
     "rampup_factor",
     "TrainingProgressBar",

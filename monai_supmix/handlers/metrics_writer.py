@@ -18,12 +18,8 @@ __all__ = ["PerClassMetricsWriter", "write_json_atomic", "summarise_per_class", 
 
 def summarise_per_class(per_image: torch.Tensor, class_names: Sequence[str]) -> dict[str, float]:
     """Mean over images of a ``N×C`` per-image metric, ignoring NaN (class absent in image and prediction)."""
-    values = {}
-    for c, name in enumerate(class_names):
-        col = per_image[:, c]
-        col = col[~torch.isnan(col)]
-        values[name] = float(col.mean()) if col.numel() else float("nan")
-    return values
+    means = torch.nanmean(per_image.float(), dim=0)
+    return {name: float(means[c]) for c, name in enumerate(class_names)}
 
 
 def _image_id(items: Sequence[object], index: int) -> str:

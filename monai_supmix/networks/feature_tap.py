@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from monai_supmix.utils.distributed import unwrap_module
+
 __all__ = ["FeatureTap", "DEFAULT_FEATURE_LAYERS", "default_feature_layer", "feature_channels"]
 
 #: Default layers tapped for SUFD: the last decoder stage before the segmentation head.
@@ -18,20 +20,13 @@ __all__ = ["FeatureTap", "DEFAULT_FEATURE_LAYERS", "default_feature_layer", "fea
 DEFAULT_FEATURE_LAYERS: dict[str, str] = {"UNet": "model.1", "BasicUNet": "upcat_1", "BasicUnet": "upcat_1"}
 
 
-def _unwrap(network: nn.Module) -> nn.Module:
-    """Return the wrapped module of ``DistributedDataParallel``/``DataParallel`` wrappers."""
-    while isinstance(network, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        network = network.module
-    return network
-
-
 def default_feature_layer(network: nn.Module) -> str:
     """Return the documented default SUFD layer name for ``network``.
 
     Raises:
         ValueError: when the network class has no documented default.
     """
-    name = type(_unwrap(network)).__name__
+    name = type(unwrap_module(network)).__name__
     if name not in DEFAULT_FEATURE_LAYERS:
         raise ValueError(
             f"No default feature layer for {name}; pass `feature_layer` explicitly "
@@ -64,7 +59,7 @@ class FeatureTap:
     """
 
     def __init__(self, network: nn.Module, layer_name: str | None = None) -> None:
-        module = _unwrap(network)
+        module = unwrap_module(network)
         self.layer_name = default_feature_layer(module) if layer_name is None else layer_name
         names = dict(module.named_modules())
         if self.layer_name not in names or self.layer_name == "":
@@ -112,7 +107,7 @@ def feature_channels(
         in_channels: input channels of the network.
         spatial_size: a small spatial size the network accepts (e.g. ``(64, 64)``).
     """
-    module = _unwrap(network)
+    module = unwrap_module(network)
     tap = None if layer_name == "output" else FeatureTap(module, layer_name)
     was_training = module.training
     try:

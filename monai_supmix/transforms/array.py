@@ -15,7 +15,7 @@ from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import RandomizableTransform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-from .functional import CLASS_POLICIES, class_mix, select_classes, supervised_class_mix
+from .functional import CLASS_POLICIES, class_mix, random_flips, select_classes, supervised_class_mix
 
 __all__ = ["SupervisedClassMix", "ClassMix"]
 
@@ -30,9 +30,11 @@ class _ClassPaste(RandomizableTransform):
         num_classes: number of classes (inferred from the source label when ``None``).
         class_frequencies: per-class pixel counts for ``"rarest"`` / ``"inverse_frequency"``.
         num_select: number of classes picked by ``"rarest"``.
+        feather_sigma: SupMix only: soften the paste edges of the image content (labels stay hard).
+        flip_source: SupMix only: flip the source along each spatial axis with probability 1/2 first.
 
     Raises:
-        ValueError: for an empty class list or an unknown policy name.
+        ValueError: for an empty class list, an unknown policy name or a negative ``feather_sigma``.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -46,8 +48,14 @@ class _ClassPaste(RandomizableTransform):
         num_classes: int | None = None,
         class_frequencies: Sequence[float] | None = None,
         num_select: int | None = None,
+        feather_sigma: float = 0.0,
+        flip_source: bool = False,
     ) -> None:
         RandomizableTransform.__init__(self, prob)
+        if float(feather_sigma) < 0:
+            raise ValueError(f"feather_sigma must be >= 0, got {feather_sigma!r}.")
+        self.feather_sigma = float(feather_sigma)
+        self.flip_source = bool(flip_source)
         classes = self._default_classes if classes is None else classes
         if isinstance(classes, str):
             if classes not in CLASS_POLICIES:
@@ -104,6 +112,7 @@ class _ClassPaste(RandomizableTransform):
         source_image: NdarrayOrTensor,
         source_label: NdarrayOrTensor,
         randomize: bool = True,
+        region: NdarrayOrTensor | None = None,
     ) -> tuple[NdarrayOrTensor, NdarrayOrTensor, NdarrayOrTensor]:
         """Mix one item.
 
@@ -113,6 +122,8 @@ class _ClassPaste(RandomizableTransform):
             source_image: source image, same shape as ``image``.
             source_label: source label (ground truth for SupMix), indices or one-hot.
             randomize: draw ``prob`` and the classes anew; ``False`` reuses the last draw.
+            region: SupMix only: ``1×spatial`` anatomy mask of the destination (field of view,
+                lungs); pasted content stays where it is non-zero.
 
         Returns:
             ``(image, label, mask)``: image and label of the destination's type (numpy,
@@ -132,16 +143,25 @@ class _ClassPaste(RandomizableTransform):
         src_lab = convert_to_tensor(source_label, track_meta=False, device=lab_t.device)
         if randomize:
             self.randomize(src_lab)
+            self._flip_draw = None
+            if self._do_transform and self.flip_source:
+                self._flip_draw = self.R.randint(2**31)
+        if self._do_transform and self.flip_source and getattr(self, "_flip_draw", None) is not None:
+            flipped = random_flips(src_img[None], src_lab[None], np.random.RandomState(self._flip_draw))
+            src_img, src_lab = flipped[0][0], flipped[1][0]
         if not self._do_transform or not self._chosen:
             mask = torch.zeros((1, *img_t.shape[1:]), dtype=torch.bool, device=img_t.device)
             return image, label, convert_to_dst_type(mask, image, dtype=bool)[0] if isinstance(image, np.ndarray) else mask
-        out_img, out_lab, mask = self._function(
-            img_t[None], lab_t[None], src_img[None], src_lab[None], [self._chosen], num_classes=self.num_classes
-        )
+        out_img, out_lab, mask = self._paste(img_t, lab_t, src_img, src_lab, region)
         out_img = convert_to_dst_type(out_img[0], image)[0]
         out_lab = convert_to_dst_type(out_lab[0], label, dtype=label.dtype)[0]
         mask = mask[0] if not isinstance(image, np.ndarray) else mask[0].cpu().numpy()
         return out_img, out_lab, mask
+
+
+    def _paste(self, image, label, source_image, source_label, region):
+        return self._function(image[None], label[None], source_image[None], source_label[None], [self._chosen],
+                              num_classes=self.num_classes)
 
 
 class SupervisedClassMix(_ClassPaste):
@@ -162,17 +182,34 @@ class SupervisedClassMix(_ClassPaste):
         class_frequencies: pixel counts per class of the labeled set, for the rarity
             policies (the source label's own counts when ``None``).
         num_select: number of classes picked by ``"rarest"``.
+        feather_sigma: soften the pasted image content's edges over a Gaussian of this width
+            (pixels); labels stay hard (the bundles use 1.0).
+        flip_source: flip the labeled source (image and label) along each spatial axis with
+            probability 1/2 before pasting (the bundles use True).
+
+    This is the same code the trainer's :class:`~monai_supmix.engines.SupervisedMixing` runs
+    (:func:`~monai_supmix.transforms.supervised_class_mix` and
+    :func:`~monai_supmix.transforms.functional.random_flips`), so with the bundles' settings
+    (``feather_sigma=1.0, flip_source=True``, a region) it is the measured method.
 
     Example::
 
-        mix = SupervisedClassMix(classes=[1], prob=0.5)
+        mix = SupervisedClassMix(classes=[1], prob=0.5, feather_sigma=1.0, flip_source=True)
         mix.set_random_state(0)
         image, pseudo_label, mask = mix(image_u, pseudo_u, image_l, label_l)
     """
 
-    def __call__(self, image, label, image_l, label_l, randomize: bool = True):  # type: ignore[override]
-        """Mix ``(image_l, label_l)`` (labeled, ground truth) into ``(image, label)`` (unlabeled, pseudo-label)."""
-        return super().__call__(image, label, image_l, label_l, randomize)
+    def __call__(self, image, label, image_l, label_l, randomize: bool = True, region=None):  # type: ignore[override]
+        """Mix ``(image_l, label_l)`` (labeled, ground truth) into ``(image, label)`` (unlabeled, pseudo-label).
+
+        ``region``: optional ``1×spatial`` anatomy mask of the unlabeled image; SupMix pastes only inside it.
+        """
+        return super().__call__(image, label, image_l, label_l, randomize, region)
+
+    def _paste(self, image, label, source_image, source_label, region):
+        region_t = None if region is None else convert_to_tensor(region, track_meta=False, device=image.device)[None]
+        return supervised_class_mix(image[None], label[None], source_image[None], source_label[None], [self._chosen],
+                                    num_classes=self.num_classes, region=region_t, feather_sigma=self.feather_sigma)
 
 
 class ClassMix(_ClassPaste):
@@ -185,6 +222,6 @@ class ClassMix(_ClassPaste):
     _function = staticmethod(class_mix)
     _default_classes = "random_half"
 
-    def __call__(self, image, label, image_b, label_b, randomize: bool = True):  # type: ignore[override]
-        """Mix ``(image_b, label_b)`` into ``(image, label)``."""
+    def __call__(self, image, label, image_b, label_b, randomize: bool = True, region=None):  # type: ignore[override]
+        """Mix ``(image_b, label_b)`` into ``(image, label)`` (``region`` is accepted and ignored: ClassMix pastes anywhere)."""
         return super().__call__(image, label, image_b, label_b, randomize)

@@ -47,6 +47,9 @@ class _ClassPasted(RandomizableTransform, MapTransform):
         num_select: int | None = None,
         mask_key: str | None = None,
         allow_missing_keys: bool = False,
+        region_key: str | None = None,
+        feather_sigma: float = 0.0,
+        flip_source: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
@@ -56,8 +59,10 @@ class _ClassPasted(RandomizableTransform, MapTransform):
             )
         self.labeled_keys = tuple(labeled_keys)
         self.mask_key = mask_key
+        self.region_key = region_key
         self.mixer = self.array_class(
-            classes=classes, prob=1.0, num_classes=num_classes, class_frequencies=class_frequencies, num_select=num_select
+            classes=classes, prob=1.0, num_classes=num_classes, class_frequencies=class_frequencies, num_select=num_select,
+            feather_sigma=feather_sigma, flip_source=flip_source,
         )
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> _ClassPasted:
@@ -95,7 +100,11 @@ class _ClassPasted(RandomizableTransform, MapTransform):
             if self.mask_key is not None:
                 d[self.mask_key] = self._empty_mask(d[image_key])
             return d
-        d[image_key], d[label_key], mask = self.mixer(d[image_key], d[label_key], d[src_image_key], d[src_label_key])
+        if self.region_key is not None and self.region_key in d:
+            d[image_key], d[label_key], mask = self.mixer(d[image_key], d[label_key], d[src_image_key], d[src_label_key],
+                                                          region=d[self.region_key])
+        else:
+            d[image_key], d[label_key], mask = self.mixer(d[image_key], d[label_key], d[src_image_key], d[src_label_key])
         if self.mask_key is not None:
             d[self.mask_key] = mask
         return d
@@ -115,6 +124,9 @@ class SupervisedClassMixd(_ClassPasted):
         classes, prob, num_classes, class_frequencies, num_select: see :class:`SupervisedClassMix`.
         mask_key: if given, the paste mask (``1×spatial`` bool) is stored under this key.
         allow_missing_keys: return the sample unchanged when a key is missing instead of raising.
+        region_key: key of the unlabeled item's anatomy mask (field of view, lungs): SupMix pastes
+            only inside it (ignored when the sample lacks it).
+        feather_sigma, flip_source: see :class:`SupervisedClassMix` (the bundles: 1.0 and True).
 
     Raises:
         KeyError: when a key is missing (naming it).

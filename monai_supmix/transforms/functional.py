@@ -17,6 +17,7 @@ __all__ = [
     "class_mix",
     "select_classes",
     "class_frequencies",
+    "random_flips",
     "CLASS_POLICIES",
 ]
 
@@ -327,6 +328,24 @@ def _uniform(generator: torch.Generator | np.random.RandomState | None, shape: t
     if generator is None:
         return torch.rand(shape)
     return torch.rand(shape, generator=generator, device=generator.device).cpu()
+
+
+def random_flips(
+    images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | np.random.RandomState | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip each sample of a ``B×C×spatial`` batch along each spatial axis with probability 1/2, images and labels alike.
+
+    SupMix's ``flip_source``: the pasted structures then do not sit where the supervised
+    batch already shows them.
+    """
+    flips = _uniform(generator, (images.shape[0], images.ndim - 2)) < 0.5
+    out_images, out_labels = images.clone(), labels.clone()
+    for b in range(images.shape[0]):
+        dims = [1 + d for d in range(images.ndim - 2) if flips[b, d]]  # spatial axes of one sample
+        if dims:
+            out_images[b] = images[b].flip(dims)
+            out_labels[b] = labels[b].flip(dims)
+    return out_images, out_labels
 
 
 def select_classes(

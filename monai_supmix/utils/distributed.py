@@ -46,12 +46,60 @@ import time
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_distributed", "shutdown_distributed", "register_distributed_cleanup", "is_main_rank"]
+__all__ = [
+    "init_distributed",
+    "shutdown_distributed",
+    "register_distributed_cleanup",
+    "is_main_rank",
+    "rank",
+    "any_rank",
+    "all_reduce_sum",
+    "unwrap_module",
+]
 
 logger = logging.getLogger(__name__)
 
 _cleanup_registered = False
 _lock = threading.Lock()
+
+
+def unwrap_module(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside ``DistributedDataParallel``/``DataParallel`` wrappers (the module itself otherwise)."""
+    while isinstance(module, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        module = module.module
+    return module
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """The global rank (0 outside ``torch.distributed``)."""
+    return dist.get_rank() if _distributed() else 0
+
+
+def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """Whether ``flag`` is true on any rank (a collective: every rank must call it at the same point).
+
+    A decision that skips a step (a non-finite loss) must be taken by all ranks together:
+    a rank that skips its backward leaves the others waiting forever in DDP's all-reduce.
+    ``device`` must be one the backend can reduce on (a CUDA device for NCCL).
+    """
+    if not _distributed():
+        return bool(flag)
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """The sum of ``values`` over all ranks (``values`` itself outside ``torch.distributed``)."""
+    if not _distributed():
+        return values
+    values = values.clone()
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
 
 
 def is_main_rank() -> bool:

@@ -65,7 +65,13 @@ def test_chase_folds_are_patient_wise_and_test_every_image_once(data_dir, labele
         assert not test & set(train), "an image is both trained on and tested"
         patients = lambda ids: {i.split("_")[1][:2] for i in ids}  # noqa: E731
         assert not patients(test) & patients(train), "a patient is both in the test and the training pool"
-        assert len(split["labeled"]) == labeled and _ids(split["labeled"]) == sorted(_ids(split["labeled"]))
+        assert len(split["labeled"]) == labeled
+        if labeled % 2 == 0:  # drawn patient-wise: both eyes of a labeled patient are labeled
+            counts = {}
+            for i in _ids(split["labeled"]):
+                counts[i.split("_")[1][:2]] = counts.get(i.split("_")[1][:2], 0) + 1
+            assert set(counts.values()) == {2}
+        assert split["labeled"] == run.fold_split("chase", fold, labeled, data_dir)["labeled"]  # reproducible
         assert all("label" not in i for i in split["unlabeled"])
         if fold == run.DEV_FOLD:
             assert _ids(split["validation"]) == _ids(split["test"])
@@ -76,22 +82,29 @@ def test_chase_folds_are_patient_wise_and_test_every_image_once(data_dir, labele
         i for f in range(1, 6) for i in _ids(run.fold_split("chase", f, 1, data_dir)["test"])
     ])
     assert len(tested) == len(set(tested)) == 24
+    if labeled < 20:  # the labeled set changes with the fold (and the seed), unless the pool forces it
+        draws = {tuple(sorted(_ids(run.fold_split("chase", f, labeled, data_dir, seed=s)["labeled"])))
+                 for f in range(run.NUM_FOLDS["chase"]) for s in (0, 1)}
+        assert len(draws) == 2 * run.NUM_FOLDS["chase"]
 
 
 def test_covid_folds_use_the_fixed_rule_and_the_extra_unlabeled_slices(data_dir):
-    tested = []
+    tested, draws = [], set()
     for fold in range(run.NUM_FOLDS["covid19"]):
         split = run.fold_split("covid19", fold, 10, data_dir)
         test = _ids(split["test"])
         assert test == [str(i) for i in range(10 * fold, 10 * fold + 10)]
         labeled = [int(i) for i in _ids(split["labeled"])]
-        assert labeled == sorted(i for i in range(50) if not 10 * fold <= i < 10 * fold + 10)[:10]
+        assert len(set(labeled)) == 10 and not any(10 * fold <= i < 10 * fold + 10 for i in labeled)
+        draws.add(tuple(sorted(labeled)))
         trained = [i["image"] for i in split["labeled"] + split["unlabeled"]]
         assert not {i["image"] for i in split["test"]} & set(trained), "a test slice is in the training pool"
         assert not set(test) & set(_ids(split["labeled"]))
         assert len(split["unlabeled"]) == 30 + 6  # the rest of the pool + the unlabeled-only slices
         tested += test
     assert sorted(tested, key=int) == [str(i) for i in range(50)]
+    assert len(draws) == run.NUM_FOLDS["covid19"]  # a different labeled draw on every fold
+    assert run.fold_split("covid19", 1, 10, data_dir, seed=1)["labeled"] != run.fold_split("covid19", 1, 10, data_dir)["labeled"]
     with pytest.raises(ValueError, match="num_labeled"):
         run.fold_split("covid19", 1, 41, data_dir)
     with pytest.raises(ValueError, match="folds 0..4"):
@@ -201,8 +214,10 @@ def test_claims_writer_lists_every_claim_with_its_interval(tmp_path):
     assert ("ours > conventional", "average") in names
     for c in claims:
         assert set(c) >= {"claim", "dataset", "num_labeled", "protocol", "delta_miou", "ci_low", "ci_high",
-                          "n_images", "n_runs", "runs_won", "per_class_delta", "verdict"}
-        assert c["ci_low"] <= c["delta_miou"] + 1e-6 and c["delta_miou"] <= c["ci_high"] + 1e-6
+                          "n_images", "n_runs", "runs_won", "per_class_delta", "verdict", "interval_method",
+                          "p_value", "p_holm"}
+        assert c["ci_low"] <= c["fold_mean_delta"] + 1e-6 and c["fold_mean_delta"] <= c["ci_high"] + 1e-6
+        assert c["p_holm"] >= c["p_value"]
     conv = next(c for c in claims if c["claim"] == "conventional > supervised" and c["dataset"] == "chase")
     assert conv["verdict"] == "holds" and conv["n_images"] == 10 and conv["n_runs"] == 2
     table = report.claims_table(claims)
@@ -215,7 +230,7 @@ def test_gap_closed_is_a_share_only_when_there_is_a_gap():
 
     def records(full_gain):
         out = []
-        for fold in (1, 2):
+        for fold in (1, 2, 3, 4):
             base = _counts(rng, 6, 600)
             for method, labeled, gain in (("supervised", 4, 0), ("supervised", 20, full_gain), ("conventional", 4, 50)):
                 counts = [x + np.array([[0, 0, 0], [gain, -gain, -gain]]) for x in base]

@@ -30,6 +30,15 @@ def test_grayscale_image_into_rgb_model_warns(tmp_path):
     assert len(written) == 2
 
 
+def test_rgba_image_warns_that_alpha_is_dropped(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((32, 32, 4)) * 255).astype(np.uint8), "RGBA").save(folder / "a.png")
+    with pytest.warns(UserWarning, match=r"a\.png has 4 channels \(RGBA\): its alpha channel is dropped"):
+        written = segment_folder(_net(3), str(folder), str(tmp_path / "out"), "chase", patch_size=(32, 32))
+    assert len(written) == 1
+
+
 def test_non_images_and_unreadable_files_are_reported_and_counted(tmp_path, caplog, capsys):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -208,3 +208,26 @@ def test_every_mix_mode_trains_through_the_bundle(mix, sufd, phantom_cache, tmp_
     state = torch.load(os.path.join(out, "models", "checkpoint_epoch=1.pt"), map_location="cpu", weights_only=False)
     assert ("discriminator" in state) == sufd
     assert state["trainer"]["iteration"] == TINY["iterations_per_epoch"]
+
+
+def test_evaluation_and_inference_take_the_training_settings_from_model_pt(phantom_cache, tmp_path):
+    """Trained at 64x64 with 32x32 patches: evaluate and infer without repeating them; another value is refused."""
+    out = str(tmp_path / "out")
+    settings = {"spatial_size": [64, 64], "patch_size": [32, 32]}
+    run_bundle("covid19", ("train",), run_id="training", output_dir=out, **TINY, **settings)
+    run_bundle("covid19", ("train", "evaluate"), output_dir=out, **TINY)  # no spatial_size / patch_size given
+    with open(os.path.join(out, "eval", "metrics.json")) as f:
+        assert json.load(f)["training_settings"]["spatial_size"] == [64, 64]
+    with pytest.raises(RuntimeError) as info:  # MONAI wraps the config expression's error
+        run_bundle("covid19", ("train", "evaluate"), output_dir=out, **TINY, spatial_size=[96, 96])
+    assert "was trained with --spatial_size [64, 64]" in str(info.value.__cause__)
+    root = [d for d in os.listdir(os.path.join(phantom_cache, "phantoms")) if d.startswith("covid19")][0]
+    images = os.path.join(phantom_cache, "phantoms", root, "labeled", "images")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    name = sorted(os.listdir(images))[0]
+    Image.open(os.path.join(images, name)).resize((70, 50)).save(inputs / name)
+    preds = tmp_path / "preds"
+    run_bundle("covid19", ("inference",), dataset_dir=str(inputs), output_dir=str(preds),
+               ckpt_path=os.path.join(out, "models", "model.pt"))
+    assert np.asarray(Image.open(preds / f"{os.path.splitext(name)[0]}_seg.png")).shape == (50, 70)

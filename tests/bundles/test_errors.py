@@ -93,3 +93,6 @@ def test_ctrl_c_names_the_checkpoint_and_the_resume_command(phantom_cache, tmp_p
     last = err.strip().splitlines()[-1]
     assert last.startswith("Interrupted: the last checkpoint is ") and str(models) in last
     assert last.endswith("--resume True") and f"--output_dir {out}" in last
+    # no traceback and no "terminating due to exception" before it: the resume hint is the message
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "terminating due to exception" not in err

@@ -163,7 +163,7 @@ def test_unreadable_inputs_and_skip_bad(tmp_path):
     with pytest.raises(ValueError, match="cannot read nifti input .*broken.nii.gz"):
         list_inference_inputs(str(tmp_path))
     os.remove(tmp_path / "broken.nii.gz")
-    with pytest.raises(ValueError, match="cannot read image2d input .*truncated.jpg"):
+    with pytest.raises(ValueError, match="cannot read image2d input .*truncated.jpg.*pass --skip_bad True"):
         list_inference_inputs(str(tmp_path))
     items, bad = list_inference_inputs(str(tmp_path), skip_bad=True)
     assert [i["id"] for i in items] == ["good"]
@@ -183,3 +183,14 @@ def test_empty_or_missing_input_folder(tmp_path):
     Image.new("L", (8, 8)).save(tmp_path / "images" / "1.png")
     with pytest.raises(FileNotFoundError, match=r"found in .*images'.*pass that folder as --dataset_dir"):
         list_inference_inputs(str(tmp_path))
+
+
+def test_a_dicom_error_says_what_is_wrong_not_how_to_force_pydicom(tmp_path):
+    series = tmp_path / "series"
+    series.mkdir()
+    (series / "slice1.dcm").write_bytes(b"not a dicom file at all" * 10)
+    with pytest.raises(ValueError) as info:
+        list_inference_inputs(str(tmp_path))
+    message = str(info.value)
+    assert "slice1.dcm" in message and "no DICOM header" in message and "--skip_bad True" in message
+    assert "force" not in message

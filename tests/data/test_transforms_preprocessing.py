@@ -194,3 +194,27 @@ def test_repeat_to_length_fills_batches_of_few_labeled_images():
     assert len(repeat_to_length([{}] * 5, 4)) == 5
     with pytest.raises(ValueError, match="empty"):
         repeat_to_length([], 4)
+
+
+def test_lung_region_covers_the_lungs_and_fills_lesions_inside():
+    """Two dark lungs in a bright body (air outside cut away): the mask is the lungs, lesions inside included."""
+    import numpy as np
+    import torch
+
+    from monai_supmix.data.transforms import LungRegiond
+
+    yy, xx = np.mgrid[:96, :96]
+    image = np.full((96, 96), 0.7, np.float32)  # soft tissue fills the field of view
+    left = ((yy - 48) / 30) ** 2 + ((xx - 28) / 14) ** 2 <= 1
+    right = ((yy - 48) / 30) ** 2 + ((xx - 68) / 14) ** 2 <= 1
+    image[left | right] = 0.1  # aerated lung
+    lesion = ((yy - 40) / 5) ** 2 + ((xx - 28) / 5) ** 2 <= 1
+    image[lesion] = 0.8  # a consolidation inside the left lung
+    out = LungRegiond("image", "lung")({"image": torch.from_numpy(image)[None]})
+    mask = out["lung"][0].numpy().astype(bool)
+    assert out["lung"].shape == (1, 96, 96) and out["lung"].dtype == torch.uint8
+    assert mask[lesion].all()  # holes filled: the lesion is inside the region SupMix may paste into
+    inside = (left | right)
+    assert (mask & inside).sum() / inside.sum() > 0.95 and (mask & ~inside).sum() / mask.sum() < 0.1
+    flat = LungRegiond("image", "lung")({"image": torch.zeros(1, 32, 32)})["lung"]
+    assert not flat.any()  # a constant slice has no lungs to find

@@ -234,9 +234,25 @@ def test_strong_view_perturbs_only_the_students_mixed_input():
     weak = teacher_inputs[0]
     student_u = student_inputs[0][2:]  # after the 2 labeled images
     assert weak.shape == student_u.shape and not torch.allclose(weak, student_u)
-    # re-seeded from (seed, iteration): the same draw again
-    perturb.set_random_state(seed=(0 * 1_000_003 + 1) % 2**31)
+    # re-seeded from (seed, rank, stream, iteration): the same draw again
+    perturb.set_random_state(seed=trainer._stream_seed(1, 1))
     torch.testing.assert_close(perturb(weak), student_u)
+
+
+def test_random_streams_differ_by_rank_stream_and_iteration(monkeypatch):
+    from monai_supmix.engines import semi_supervised_trainer as module
+
+    trainer = _trainer(_net())
+    seeds = {(r, s, i): None for r in (0, 1) for s in (0, 1) for i in (1, 2)}
+    for r, s, i in seeds:
+        monkeypatch.setattr(module, "rank", lambda r=r: r)
+        seeds[(r, s, i)] = trainer._stream_seed(s, i)
+        assert trainer._stream_seed(s, i) == seeds[(r, s, i)]  # reproducible (a resume draws the same)
+    assert len(set(seeds.values())) == len(seeds)
+    monkeypatch.setattr(module, "rank", lambda: 1)
+    rank1 = torch.rand(4, generator=trainer._generator(3))
+    monkeypatch.setattr(module, "rank", lambda: 0)
+    assert not torch.equal(rank1, torch.rand(4, generator=trainer._generator(3)))
 
 
 def test_supervised_configuration_skips_the_unlabeled_branch():
@@ -324,11 +340,12 @@ def test_bad_arguments():
 def test_tracking_handler_gets_the_loss_not_a_tuple():
     """`--tracking mlflow` installs from_engine(["loss"], first=True); on this trainer's dict output
     that gives a 1-tuple, which the trainer unwraps for MLFlowHandler (no mlflow needed here)."""
+    from monai.handlers import MLFlowHandler as MonaiMLFlowHandler
     from monai.handlers import from_engine
 
     logged = []
 
-    class MLFlowHandler:  # same class name as monai.handlers.MLFlowHandler, what the trainer checks
+    class MLFlowHandler(MonaiMLFlowHandler):  # MONAI's class, without the mlflow run it would start
         def __init__(self):
             self.output_transform = from_engine(["loss"], first=True)
 
@@ -341,3 +358,24 @@ def test_tracking_handler_gets_the_loss_not_a_tuple():
     assert len(logged) == trainer.state.iteration == 2
     assert all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in logged)
     assert float(logged[-1]) == pytest.approx(float(trainer.state.output["loss"]))
+
+
+def test_prepare_batch_extra_arguments_reach_the_networks():
+    """As in SupervisedTrainer, the (args, kwargs) a prepare_batch returns are passed to every network call."""
+    seen = []
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _net()
+
+        def forward(self, x, scale=1.0):
+            seen.append(scale)
+            return self.net(x) * scale
+
+    def prepare_batch(batchdata, device=None, non_blocking=False, **kwargs):
+        return batchdata["image"].to(device), batchdata["label"].to(device), (), {"scale": 0.5}
+
+    trainer = _trainer(Scaled(), prepare_batch=prepare_batch)
+    trainer.run()
+    assert seen and all(s == 0.5 for s in seen)  # student and teacher calls alike

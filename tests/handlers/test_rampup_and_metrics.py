@@ -76,3 +76,23 @@ def test_per_class_writer_pools_counts_and_keeps_false_positives(tmp_path):
     assert result["pooled_miou"] == pytest.approx((5 / 7 + 1 / 3) / 2)
     # Inf-Net Dice: only image a contains fg: 2*1 / (2*1 + 0 + 1)
     assert result["infnet_dice"]["fg"] == pytest.approx(2 / 3)
+
+
+def test_pooled_mean_iou_counts_false_positives_on_images_without_the_class(tmp_path):
+    """The model-selection metric equals the writer's pooled mIoU; the per-image one ignores the false positive."""
+    from monai_supmix.handlers import PooledMeanIoUHandler
+
+    gt1, pr1 = torch.tensor([[0, 1], [1, 0]]), torch.tensor([[0, 1], [0, 0]])
+    gt2, pr2 = torch.zeros(2, 2, dtype=torch.long), torch.tensor([[1, 0], [0, 0]])  # fg predicted where there is none
+    batches = [([_onehot(pr1)], [_onehot(gt1)]), ([_onehot(pr2)], [_onehot(gt2)])]
+    out = tmp_path / "m.json"
+    engine = Engine(lambda e, b: {"pred": b[0], "label": b[1]})
+    PerClassMetricsWriter(str(out), ["bg", "fg"], output_transform=lambda o: (o["pred"], o["label"])).attach(engine)
+    PooledMeanIoUHandler(output_transform=lambda o: (o["pred"], o["label"])).attach(engine, "pooled")
+    ClassMeanIoUHandler(output_transform=lambda o: (o["pred"], o["label"])).attach(engine, "per_image")
+    engine.run(batches)
+    # pooled: bg TP 2+3, FP 1, FN 1 -> 5/7; fg TP 1, FP 1 (image 2), FN 1 -> 1/3
+    expected = (5 / 7 + 1 / 3) / 2
+    assert engine.state.metrics["pooled"] == pytest.approx(expected)
+    assert json.loads(out.read_text())["pooled_miou"] == pytest.approx(expected)
+    assert engine.state.metrics["per_image"] > expected  # image 2's false positive is not counted there

@@ -224,3 +224,37 @@ def test_pipeline_compose_cache_dataset_dataloader_workers():
             expected_image = torch.where(mask, torch.as_tensor(item["labeled_image"]), torch.as_tensor(item["image"]))
             assert torch.equal(batch["image"][j].as_tensor(), expected_image)
             assert torch.equal(batch["label"][j].as_tensor(), torch.where(mask, src, torch.as_tensor(item["label"])))
+
+
+def test_the_transform_is_the_method_the_trainer_runs():
+    """Region, feathered edges and the flipped source: the array/dict transforms give the engine's SupMix."""
+    import numpy as np
+
+    from monai_supmix.transforms import SupervisedClassMix, SupervisedClassMixd, supervised_class_mix
+    from monai_supmix.transforms.functional import random_flips
+
+    torch.manual_seed(0)
+    image_u, pseudo = torch.rand(1, 16, 16), torch.zeros(1, 16, 16, dtype=torch.long)
+    image_l = torch.rand(1, 16, 16)
+    label_l = torch.zeros(1, 16, 16, dtype=torch.long)
+    label_l[:, 2:6, 3:9] = 1  # an asymmetric blob: a flip moves it
+    region = torch.zeros(1, 16, 16)
+    region[:, :, :12] = 1
+    mix = SupervisedClassMix(classes=[1], feather_sigma=1.0, flip_source=True)
+    mix.set_random_state(3)
+    image, label, mask = mix(image_u, pseudo, image_l, label_l, region=region)
+    assert not mask[:, :, 12:].any()  # nothing pasted outside the region
+    # the same result from the functional code the trainer calls, with the same flip draw
+    flip_seed = np.random.RandomState(3)
+    flip_seed.random_sample()  # the prob draw of RandomizableTransform.randomize
+    src_img, src_lab = random_flips(image_l[None], label_l[None], np.random.RandomState(flip_seed.randint(2**31)))
+    expected = supervised_class_mix(image_u[None], pseudo[None], src_img, src_lab, [[1]], num_classes=2,
+                                    region=region[None], feather_sigma=1.0)
+    torch.testing.assert_close(image, expected[0][0])
+    torch.testing.assert_close(label, expected[1][0])
+    soft = (image != image_u) & ~mask  # feathered: content fades in just outside the hard mask
+    assert soft.any() and not (label[~mask] != 0).any()
+    d = SupervisedClassMixd(classes=[1], feather_sigma=1.0, flip_source=True, region_key="lung", mask_key="m")
+    d.set_random_state(3)
+    out = d({"image": image_u, "label": pseudo, "labeled_image": image_l, "labeled_label": label_l, "lung": region})
+    assert not out["m"][:, :, 12:].any() and out["m"].any()

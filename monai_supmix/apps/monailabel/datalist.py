@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 
-from monai_supmix.handlers.metrics_writer import write_json_atomic
+from monai_supmix.utils.files import write_json_atomic
 
 __all__ = ["datastore_datalist", "write_datalist_file", "DATALIST_FILENAME"]
 
