@@ -41,7 +41,13 @@ from monai.networks.nets import UNet
 from monai.transforms import Compose, RandFlipd, RandSpatialCropd
 
 from monai_supmix.data import make_ct_phantom, make_retina_phantom
-from monai_supmix.engines import SUFD, SemiSupervisedTrainer, SupervisedMixing
+from monai_supmix.engines import (
+    SUFD,
+    MeanTeacher,
+    PseudoLabelLoss,
+    SemiSupervisedTrainer,
+    SupervisedMixing,
+)
 from monai_supmix.networks import FeatureDiscriminator, FeatureTap, feature_channels
 from monai_supmix.transforms import select_classes, supervised_class_mix
 
@@ -109,10 +115,10 @@ def train(task: str, iterations: int, seed: int) -> tuple[SemiSupervisedTrainer,
         loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
         unlabeled_data_loader=unlabeled_loader,
         num_classes=spec["num_classes"],
-        teacher_network=unet(),
-        ema_decay=0.95,
+        mean_teacher=MeanTeacher(decay=0.95, network=unet()),
         mixing=SupervisedMixing("rarest"),
-        rampup_iterations=iterations // 3,
+        pseudo_label_loss=PseudoLabelLoss(rampup_iterations=iterations // 3),
+        decollate=False,  # the history below reads engine.state.output as one dict of terms
         sufd=SUFD(disc, torch.optim.Adam(disc.parameters(), 1e-4, betas=(0.5, 0.999)), weight=0.01,
                   input="mixed", collapse_patience=10**9),
         seed=seed,

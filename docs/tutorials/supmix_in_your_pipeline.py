@@ -54,10 +54,23 @@ from monai.transforms import (
 from monai.utils import set_determinism
 
 from monai_supmix.data import make_retina_phantom
-from monai_supmix.engines import SUFD, ClassMixing, SemiSupervisedTrainer, SequentialMixing, SupervisedMixing, loss_terms
+from monai_supmix.engines import (
+    SUFD,
+    ClassMixing,
+    MeanTeacher,
+    PseudoLabelLoss,
+    SemiSupervisedTrainer,
+    SequentialMixing,
+    SupervisedMixing,
+    loss_terms,
+)
 from monai_supmix.losses import ConfidenceWeightedCELoss
 from monai_supmix.networks import FeatureDiscriminator, feature_channels
-from monai_supmix.transforms import BatchPerturbation, SupervisedClassMixd, strong_perturbation
+from monai_supmix.transforms import (
+    BatchPerturbation,
+    SupervisedClassMixd,
+    strong_perturbation,
+)
 
 FAST = os.environ.get("MONAI_SUPMIX_TUTORIAL_FAST", "0") == "1"
 # the same number of training iterations for both models
@@ -265,13 +278,10 @@ semi = SemiSupervisedTrainer(
     loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
     unlabeled_data_loader=unlabeled_loader,
     num_classes=2,
-    teacher_network=make_unet(),
-    ema_decay=0.99,
+    mean_teacher=MeanTeacher(decay=0.99, network=make_unet()),
     mixing=SequentialMixing([ClassMixing("random_half"), SupervisedMixing("rarest")]),
     student_transform=BatchPerturbation(strong_perturbation("fundus"), seed=0),
-    unsupervised_loss_function=ConfidenceWeightedCELoss(0.9),
-    unsupervised_weight=1.0,
-    rampup_iterations=ITERATIONS // 4,
+    pseudo_label_loss=PseudoLabelLoss(ConfidenceWeightedCELoss(0.9), weight=1.0, rampup_iterations=ITERATIONS // 4),
     sufd=SUFD(
         discriminator,
         torch.optim.Adam(discriminator.parameters(), 1e-4, betas=(0.5, 0.999)),

@@ -1,6 +1,8 @@
-"""Engines: the semi-supervised trainer and the components it calls (mixing strategies, SUFD)."""
+"""Engines: the semi-supervised trainer and the components it calls (mean teacher, pseudo-label loss, mixing, SUFD)."""
 
+from .mean_teacher import MeanTeacher
 from .mixing import MIX_MODES, ClassMixing, MixBatch, SequentialMixing, SupervisedMixing, build_mixing
+from .pseudo_label import PseudoLabelLoss
 from .semi_supervised_trainer import SemiSupervisedTrainer
 from .sufd import ADVERSARIAL_CRITERIA, DISCRIMINATOR_INPUTS, OUTPUT_FEATURES, SUFD, adversarial_loss
 from .utils import LOSS_TERMS, loss_terms
@@ -8,6 +10,8 @@ from .utils import LOSS_TERMS, loss_terms
 __all__ = [
     "SemiSupervisedTrainer",
     "SUFD",
+    "MeanTeacher",
+    "PseudoLabelLoss",
     "MixBatch",
     "ClassMixing",
     "SupervisedMixing",

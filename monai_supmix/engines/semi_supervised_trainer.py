@@ -8,21 +8,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
-from ignite.engine import Events
-from ignite.handlers import EMAHandler
 from monai.engines import SupervisedTrainer
 from monai.handlers import MLFlowHandler
-from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_prepare_batch
+from monai.engines.utils import IterationEvents
 from monai.engines.workflow import Workflow
 from monai.utils import CommonKeys as Keys
 from monai.utils import ensure_tuple
 from torch import nn
 from torch.utils.data import DataLoader
 
+from monai_supmix.engines.mean_teacher import MeanTeacher
 from monai_supmix.engines.mixing import MIX_MODES, MixBatch, build_mixing
+from monai_supmix.engines.pseudo_label import PseudoLabelLoss
 from monai_supmix.engines.sufd import DISCRIMINATOR_INPUTS, SUFD
-from monai_supmix.handlers.rampup import RAMPUP_SCHEDULES, rampup_factor
-from monai_supmix.losses import ConfidenceWeightedCELoss
 from monai_supmix.utils.distributed import all_reduce_sum, any_rank, rank, unwrap_module
 
 __all__ = ["SemiSupervisedTrainer", "MIX_MODES", "DISCRIMINATOR_INPUTS"]
@@ -59,7 +57,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
        :class:`~ignite.handlers.EMAHandler`, attached before any other handler so that
        checkpoints always see a consistent student/teacher pair).
 
-    With ``unsupervised_weight=0`` and no SUFD, steps 2-6 reduce to a supervised step (the
+    With a pseudo-label loss of weight 0 and no SUFD, steps 2-6 reduce to a supervised step (the
     unlabeled loader is not read), so a supervised baseline costs what a supervised run costs.
 
     Args:
@@ -73,11 +71,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         unlabeled_data_loader: loader of unlabeled batches (dicts with ``unlabeled_image_key``);
             must not be empty.
         num_classes: number of segmentation classes (output channels).
-        teacher_network: module to hold the EMA teacher; created by deep-copying the
-            student when ``None``. Its weights are initialised from the student.
-        ema_decay: EMA decay after warm-up (teacher = decay * teacher + (1 - decay) * student).
-        ema_warmup_iterations: iterations over which Ignite's EMA momentum warms up
-            linearly from 1 (teacher copies the student) to ``1 - ema_decay``; 0 disables.
+        mean_teacher: the :class:`~monai_supmix.engines.MeanTeacher` component (EMA decay,
+            warm-up, the module that holds the teacher); default ``MeanTeacher()`` (decay 0.99).
         mixing: a mixing strategy (:class:`~monai_supmix.engines.ClassMixing`,
             :class:`~monai_supmix.engines.SupervisedMixing`, :class:`~monai_supmix.engines.SequentialMixing`
             or any ``f(MixBatch, torch.Generator) -> MixBatch``), one of the names
@@ -88,11 +83,9 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             of :func:`~monai_supmix.transforms.strong_perturbation`); re-seeded every iteration
             from ``seed`` when it has ``set_random_state``. ``None``: the student sees the
             teacher's (weak) view.
-        unsupervised_loss_function: ``f(logits, pseudo_label, confidence)``; default
-            :class:`~monai_supmix.losses.ConfidenceWeightedCELoss` with threshold 0.9.
-        unsupervised_weight: weight of the unsupervised loss after ramp-up.
-        rampup_iterations: ramp-up length (iterations) of the unsupervised and adversarial weights.
-        rampup_schedule: ``"sigmoid"``, ``"linear"`` or ``"none"``.
+        pseudo_label_loss: the :class:`~monai_supmix.engines.PseudoLabelLoss` component (the
+            loss on the mixed pseudo-labels, its weight and ramp-up, which also ramps SUFD's
+            term); default ``PseudoLabelLoss()`` (confidence 0.9, weight 1, no ramp-up).
         sufd: the :class:`~monai_supmix.engines.SUFD` component (discriminator, its optimizer,
             feature layer, weight, schedule); ``None`` disables SUFD.
         class_frequencies: pixel counts per class in the labeled set for the rarity class
@@ -104,14 +97,12 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             from ``seed`` and the iteration, so a resumed run draws the same.
         on_nonfinite: ``"raise"`` stops training with ``FloatingPointError`` before the
             weights are touched; ``"skip"`` warns and skips the update.
-        epoch_length: as in :class:`monai.engines.SupervisedTrainer`, like the arguments
-            that follow it (``non_blocking``, ``prepare_batch``, ``iteration_update``,
-            ``inferer``, ``postprocessing``, ``key_train_metric``, ``additional_metrics``,
-            ``metric_cmp_fn``, ``train_handlers``, ``amp``, ``event_names``,
-            ``event_to_attr``, ``decollate``, ``optim_set_to_none``, ``to_kwargs``,
-            ``amp_kwargs``). ``amp`` takes effect on CUDA only (a warning says so on
-            other devices).
-
+        train_handlers: as in :class:`monai.engines.SupervisedTrainer`; attached after the
+            mean teacher's update, so they see the teacher of this iteration.
+        amp: mixed precision, on CUDA only (a warning says so on other devices).
+        kwargs: every other argument of :class:`monai.engines.SupervisedTrainer`
+            (``epoch_length``, ``non_blocking``, ``prepare_batch``, ``inferer``,
+            ``decollate``, ``compile``, ...), passed on unchanged, with MONAI's defaults.
     Raises:
         ValueError: for an unknown ``mix`` name, an empty unlabeled loader or invalid weights.
     """
@@ -126,53 +117,30 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         loss_function: Callable,
         unlabeled_data_loader: Iterable | DataLoader,
         num_classes: int,
-        teacher_network: nn.Module | None = None,
-        ema_decay: float = 0.99,
-        ema_warmup_iterations: int = 0,
+        mean_teacher: MeanTeacher | None = None,
+        pseudo_label_loss: PseudoLabelLoss | None = None,
         mixing: Callable | str | None = "both",
         student_transform: Callable | None = None,
-        unsupervised_loss_function: Callable | None = None,
-        unsupervised_weight: float = 1.0,
-        rampup_iterations: int = 0,
-        rampup_schedule: str = "sigmoid",
         sufd: SUFD | None = None,
         class_frequencies: Sequence[float] | None = None,
         unlabeled_image_key: str = Keys.IMAGE,
         region_key: str | None = None,
         seed: int = 0,
         on_nonfinite: str = "raise",
-        epoch_length: int | None = None,
-        non_blocking: bool = False,
-        prepare_batch: Callable = default_prepare_batch,
-        iteration_update: Callable | None = None,
-        inferer: Any = None,
-        postprocessing: Any = None,
-        key_train_metric: dict | None = None,
-        additional_metrics: dict | None = None,
-        metric_cmp_fn: Callable = default_metric_cmp_fn,
         train_handlers: Sequence | None = None,
         amp: bool = False,
-        event_names: list | None = None,
-        event_to_attr: dict | None = None,
-        decollate: bool = False,
-        optim_set_to_none: bool = False,
-        to_kwargs: dict | None = None,
-        amp_kwargs: dict | None = None,
+        **kwargs: Any,
     ) -> None:
         if isinstance(mixing, str):
             mixing = build_mixing(mixing)
-        if rampup_schedule not in RAMPUP_SCHEDULES:
-            raise ValueError(f"rampup_schedule must be one of {RAMPUP_SCHEDULES}, got {rampup_schedule!r}.")
         if on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}.")
-        if not 0.0 < float(ema_decay) < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay!r}.")
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes!r}.")
-        if float(unsupervised_weight) < 0:
-            raise ValueError(f"unsupervised_weight must be >= 0, got {unsupervised_weight!r}.")
-        if sufd is not None and not isinstance(sufd, SUFD):
-            raise TypeError(f"sufd must be a monai_supmix.engines.SUFD or None, got {type(sufd).__name__}.")
+        for name, value, kind in (("sufd", sufd, SUFD), ("mean_teacher", mean_teacher, MeanTeacher),
+                                  ("pseudo_label_loss", pseudo_label_loss, PseudoLabelLoss)):
+            if value is not None and not isinstance(value, kind):
+                raise TypeError(f"{name} must be a monai_supmix.engines.{kind.__name__} or None, got {type(value).__name__}.")
         try:
             n_unlabeled = len(unlabeled_data_loader)  # type: ignore[arg-type]
         except TypeError:
@@ -182,40 +150,14 @@ class SemiSupervisedTrainer(SupervisedTrainer):
                 "unlabeled_data_loader is empty: semi-supervised training needs unlabeled images "
                 "(check the unlabeled datalist / `num_labeled`), or train with SupervisedTrainer."
             )
-
-        super().__init__(
-            device=device,
-            max_epochs=max_epochs,
-            train_data_loader=train_data_loader,
-            network=network,
-            optimizer=optimizer,
-            loss_function=loss_function,
-            epoch_length=epoch_length,
-            non_blocking=non_blocking,
-            prepare_batch=prepare_batch,
-            iteration_update=iteration_update,
-            inferer=inferer,
-            postprocessing=postprocessing,
-            key_train_metric=key_train_metric,
-            additional_metrics=additional_metrics,
-            metric_cmp_fn=metric_cmp_fn,
-            train_handlers=None,  # registered below, after the EMA teacher update
-            amp=amp,
-            event_names=event_names,
-            event_to_attr=event_to_attr,
-            decollate=decollate,
-            optim_set_to_none=optim_set_to_none,
-            to_kwargs=to_kwargs,
-            amp_kwargs=amp_kwargs,
-        )
+        # handlers are registered below, after the mean teacher's update
+        super().__init__(device=device, max_epochs=max_epochs, train_data_loader=train_data_loader, network=network,
+                         optimizer=optimizer, loss_function=loss_function, train_handlers=None, amp=amp, **kwargs)
         self.unlabeled_data_loader = unlabeled_data_loader
         self.num_classes = int(num_classes)
         self.mixing = mixing
         self.student_transform = student_transform
-        self.unsupervised_loss_function = unsupervised_loss_function or ConfidenceWeightedCELoss(0.9)
-        self.unsupervised_weight = float(unsupervised_weight)
-        self.rampup_iterations = int(rampup_iterations)
-        self.rampup_schedule = rampup_schedule
+        self.pseudo_label_loss = pseudo_label_loss or PseudoLabelLoss()
         self.class_frequencies = None if class_frequencies is None else torch.as_tensor(class_frequencies).float()
         self.unlabeled_image_key = unlabeled_image_key
         self.region_key = region_key
@@ -231,24 +173,17 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         # AMP scalers live as long as the trainer so that checkpoints can hold them.
         self.student_scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
         self.sufd = sufd
-
-        # EMA teacher (Ignite's EMAHandler), updated on ITERATION_COMPLETED before other handlers.
-        warmup = {"momentum_warmup": 1.0 - 1e-6, "warmup_iters": ema_warmup_iterations} if ema_warmup_iterations else {}
-        self.ema_handler = EMAHandler(network, momentum=1.0 - float(ema_decay), **warmup)
-        if teacher_network is not None:
-            teacher_network.load_state_dict(unwrap_module(network).state_dict())
-            for param in teacher_network.parameters():
-                param.requires_grad_(False)
-            teacher_network.eval()
-            self.ema_handler.ema_model = teacher_network
-        self.teacher = self.ema_handler.ema_model
+        # the teacher first (its update runs before every other handler of ITERATION_COMPLETED)
+        self.mean_teacher = mean_teacher or MeanTeacher()
+        self.teacher = self.mean_teacher.attach(self, network)
+        self.ema_handler = self.mean_teacher.handler
         if sufd is not None:  # after the teacher's copy, so the teacher carries no feature hook
             sufd.attach(network, self.use_amp)
-        self.ema_handler.attach(self, name="ema_momentum", event=Events.ITERATION_COMPLETED)
         self.state.class_counts = None
         self.state_dict_user_keys.append("class_counts")
         self._unlabeled_iterator: Iterator | None = None
         self._unlabeled_consumed = 0
+        self._network_args: tuple[tuple, dict] = ((), {})
         if train_handlers is not None:
             self._register_handlers(train_handlers)
 
@@ -260,7 +195,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
     @property
     def uses_unlabeled(self) -> bool:
         """Whether the unlabeled branch runs (an unsupervised loss or SUFD)."""
-        return self.unsupervised_weight > 0 or self.sufd is not None
+        return self.pseudo_label_loss.weight > 0 or self.sufd is not None
 
     # ------------------------------------------------------------------ helpers
     def _register_handlers(self, handlers: Sequence) -> None:
@@ -460,7 +395,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         # extra network arguments from prepare_batch, as SupervisedTrainer passes them to the inferer
         engine._network_args = (tuple(batch[2]), dict(batch[3])) if len(batch) == 4 else ((), {})
         iteration = engine.state.iteration - 1  # 0-based for the ramp-ups
-        ramp = rampup_factor(iteration, engine.rampup_iterations, engine.rampup_schedule)
+        ramp = engine.pseudo_label_loss.ramp(iteration)
         sufd = engine.sufd if engine.sufd is not None and engine.sufd.active(iteration) else None
         engine.state.output = out = {Keys.IMAGE: inputs_l, Keys.LABEL: targets_l}
         engine.network.train()
@@ -490,17 +425,17 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             out[Keys.PRED] = logits_l
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             sup_loss = engine.loss_function(logits_l, targets_l).mean()
-            unsup_loss = engine.unsupervised_loss_function(logits_u, mixed.pseudo_label, mixed.confidence)
+            unsup_loss = engine.pseudo_label_loss(logits_u, mixed.pseudo_label, mixed.confidence)
             # SUFD's unlabeled side is the last part: the plain images when present, else the mixed
             # images (with pasted ground truth and paste edges masked out for "mixed_masked")
             weight_u = sufd.unlabeled_weight(mixed) if sufd is not None else None
             adv_loss = (
                 sufd.student_loss(features[-1], weight_u) if sufd is not None else torch.zeros((), device=sup_loss.device)
             )
-            w_unsup = engine.unsupervised_weight * ramp
+            w_unsup = engine.pseudo_label_loss.weight * ramp
             w_adv = sufd.weight * ramp if sufd is not None else 0.0
             loss = sup_loss + w_unsup * unsup_loss + w_adv * adv_loss
-        threshold = getattr(engine.unsupervised_loss_function, "threshold", None)
+        threshold = engine.pseudo_label_loss.threshold
         out[Keys.LOSS] = loss
         out.update(
             supervised_loss=sup_loss.detach(),
@@ -521,8 +456,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             )
         else:
             out.update(discriminator_loss=0.0, discriminator_accuracy=float("nan"))
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        return out  # 7. the EMA teacher follows on ITERATION_COMPLETED
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)  # MONAI decollates the output here when asked
+        return engine.state.output  # 7. the EMA teacher follows on ITERATION_COMPLETED
 
     def _student_pass(self, parts: list[torch.Tensor], sufd: SUFD | None) -> tuple[list, list]:
         """Logits (and SUFD features) of each part; one forward pass when the parts share a shape."""
@@ -555,4 +490,4 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self._step(loss)
         out.update(discriminator_loss=0.0, discriminator_accuracy=float("nan"))
         self.fire_event(IterationEvents.MODEL_COMPLETED)
-        return out
+        return self.state.output

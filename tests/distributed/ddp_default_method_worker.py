@@ -58,6 +58,7 @@ def main(out_dir: str, nan_rank: int | None) -> None:
         sufd=SUFD(disc_model, torch.optim.Adam(disc_model.parameters(), 1e-3), feature_layer="output", weight=0.1,
                   paste_margin=0, label_smoothing=0.2),
         on_nonfinite="skip",
+        decollate=False,  # the handler below reads engine.state.output["skipped"]
     )
     first = {}
     mixing = trainer.mixing

@@ -13,7 +13,7 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch.utils.data import DataLoader, DistributedSampler
 
-from monai_supmix.engines import SUFD, SemiSupervisedTrainer
+from monai_supmix.engines import SUFD, PseudoLabelLoss, SemiSupervisedTrainer
 from monai_supmix.losses import ConfidenceWeightedCELoss
 from monai_supmix.networks import FeatureDiscriminator, feature_channels
 
@@ -58,7 +58,7 @@ def main(out_file: str) -> None:
         unlabeled_data_loader=loaders[1],
         num_classes=2,
         mixing="none",
-        unsupervised_loss_function=ConfidenceWeightedCELoss(0.0),
+        pseudo_label_loss=PseudoLabelLoss(ConfidenceWeightedCELoss(0.0)),
         sufd=SUFD(disc_model, torch.optim.SGD(disc_model.parameters(), lr=0.1), weight=0.5, input="mixed"),
     )
     trainer.run()

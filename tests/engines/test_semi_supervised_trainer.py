@@ -12,7 +12,7 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch.utils.data import DataLoader
 
-from monai_supmix.engines import SUFD, SemiSupervisedTrainer, loss_terms
+from monai_supmix.engines import MeanTeacher, PseudoLabelLoss, SUFD, SemiSupervisedTrainer, loss_terms
 from monai_supmix.losses import ConfidenceWeightedCELoss
 from monai_supmix.transforms import BatchPerturbation, strong_perturbation
 from monai_supmix.handlers import attach_resumable_checkpoints
@@ -46,9 +46,11 @@ def _sufd(net, dims=2, adv=0.1, **kwargs) -> SUFD:
     return SUFD(disc, torch.optim.SGD(disc.parameters(), lr=0.1), weight=adv, **kwargs)
 
 
-def _trainer(net, dims=2, mix="supmix", sufd=False, epochs=1, unsup=1.0, adv=0.1, sufd_kwargs=None, **kwargs):
+def _trainer(net, dims=2, mix="supmix", sufd=False, epochs=1, unsup=1.0, adv=0.1, sufd_kwargs=None,
+             ema_decay=0.99, rampup_iterations=0, unsupervised_loss_function=None, **kwargs):
     labeled = DataLoader(_items(4, dims, size=16 if dims == 3 else 32), batch_size=2)
     unlabeled = DataLoader(_items(6, dims, labeled=False, seed=1, size=16 if dims == 3 else 32), batch_size=2)
+    kwargs.setdefault("decollate", False)  # these tests read engine.state.output as one dict of terms
     return SemiSupervisedTrainer(
         device="cpu",
         max_epochs=epochs,
@@ -59,7 +61,8 @@ def _trainer(net, dims=2, mix="supmix", sufd=False, epochs=1, unsup=1.0, adv=0.1
         unlabeled_data_loader=unlabeled,
         num_classes=2,
         mixing=mix,
-        unsupervised_weight=unsup,
+        mean_teacher=MeanTeacher(ema_decay),
+        pseudo_label_loss=PseudoLabelLoss(unsupervised_loss_function, unsup, rampup_iterations),
         sufd=_sufd(net, dims, adv, **(sufd_kwargs or {})) if sufd else None,
         **kwargs,
     )
@@ -324,17 +327,38 @@ def test_bad_arguments():
     net = _net()
     with pytest.raises(ValueError, match="mix must be one of"):
         _trainer(net, mix="cutmix")
-    with pytest.raises(TypeError, match="sufd must be"):
-        _trainer(net, sufd=False, sufd_kwargs=None, **{"rampup_schedule": "linear"}).__class__(
-            "cpu", 1, DataLoader(_items(2)), net, torch.optim.SGD(net.parameters(), 0.1), DiceCELoss(),
-            DataLoader(_items(2, labeled=False)), 2, sufd="yes",
-        )
+    args = ("cpu", 1, DataLoader(_items(2)), net, torch.optim.SGD(net.parameters(), 0.1), DiceCELoss(),
+            DataLoader(_items(2, labeled=False)), 2)
+    for name in ("sufd", "mean_teacher", "pseudo_label_loss"):
+        with pytest.raises(TypeError, match=f"{name} must be a monai_supmix.engines"):
+            SemiSupervisedTrainer(*args, **{name: "yes"})
     with pytest.raises(ValueError, match="unsupervised_weight must be"):
-        _trainer(net, unsup=-1.0)
+        PseudoLabelLoss(weight=-1.0)
+    with pytest.raises(ValueError, match="rampup_schedule must be one of"):
+        PseudoLabelLoss(rampup_schedule="cosine")
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        MeanTeacher(1.0)
     with pytest.raises(ValueError, match="unlabeled_data_loader is empty"):
-        SemiSupervisedTrainer(
-            "cpu", 1, DataLoader(_items(2)), net, torch.optim.SGD(net.parameters(), 0.1), DiceCELoss(), DataLoader([]), 2
-        )
+        SemiSupervisedTrainer(*args[:6], DataLoader([]), 2)
+
+
+def test_constructor_takes_components_and_forwards_monai_arguments():
+    """At most 25 parameters of its own; MONAI's (epoch_length, decollate, ...) pass through with MONAI's defaults."""
+    import inspect
+
+    from monai.engines import SupervisedTrainer
+
+    own = inspect.signature(SemiSupervisedTrainer.__init__).parameters
+    assert len(own) - 1 <= 25
+    trainer = _trainer(_net(), epoch_length=3, decollate=True)
+    assert trainer.state.epoch_length == 3
+    assert inspect.signature(SupervisedTrainer.__init__).parameters["decollate"].default is True
+    trainer.run()  # MONAI's default decollate (True): the output becomes one dict per item, terms replicated
+    assert trainer.state.iteration == 3
+    assert isinstance(trainer.state.output, list) and "supervised_loss" in loss_terms(trainer.state.output)
+    undecollated = _trainer(_net(), epoch_length=1, decollate=False)
+    undecollated.run()
+    assert isinstance(undecollated.state.output, dict)
 
 
 def test_tracking_handler_gets_the_loss_not_a_tuple():
