@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--protocol", default="cpu")
     parser.add_argument("--methods", nargs="+", default=["supervised", "conventional", "ours"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to average (the same for every method)")
     parser.add_argument("--runs-dir", default=str(REPO / "benchmarks" / "_runs"))
     parser.add_argument("--results", default=str(OUT / "results.json"))
     parser.add_argument("--output-dir", default=str(OUT))
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         curves, finals, seconds, devices = [], [], [], set()
         for log in sorted(runs.glob(prefix + "*/train.log")):
             rid = log.parent.name
-            if rid not in records or not rid[len(prefix):].isdigit():
+            if rid not in records or not rid[len(prefix):].isdigit() or int(rid[len(prefix):]) not in args.seeds:
                 continue
             curve = validation_curve(log.read_text())
             if curve:
@@ -81,11 +82,13 @@ def main(argv: list[str] | None = None) -> None:
         "# Time to accuracy",
         "",
         f"`python benchmarks/time_to_accuracy.py --dataset {args.dataset} --labeled {args.labeled} --methods "
-        f"{' '.join(args.methods)}`: development fold {args.fold} of the `{args.protocol}` protocol, validation "
+        f"{' '.join(args.methods)} --seeds {' '.join(map(str, args.seeds))}`: development fold {args.fold} of the "
+        f"`{args.protocol}` protocol, validation "
         "mIoU on the fold's test images against the seconds since training started (mean over seeds), from the "
         "grid's training logs. Wall-clock seconds on the machine the grid ran on "
         f"({', '.join(sorted({d for s in summary.values() for d in s['devices']}))}), which at times ran other "
-        "work beside the grid: read the ratios, not the absolute times.",
+        "work beside the grid: read the ratios, not the absolute times, and take the step ratios of "
+        "[step_time.md](step_time.md), measured on the quiet machine, as the cost of a step.",
         "",
         "| method | seeds | training time (s) | final validation mIoU | test pooled mIoU | seconds to reach supervised's final validation mIoU |",
         "|---|---|---|---|---|---|",

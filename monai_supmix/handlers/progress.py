@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Callable
 
 from ignite.engine import Events
@@ -30,48 +28,36 @@ class TrainingProgressBar:
         self.persist = persist
 
     def attach(self, engine) -> None:
-        """Attach the bar to ``engine``; while it runs, console log lines are written above the bar."""
+        """Attach the bar to ``engine``; while it runs, console log lines are written above the bar.
+
+        The redirection is tqdm's own :func:`tqdm.contrib.logging.logging_redirect_tqdm`, entered
+        when the engine starts and left when it completes or raises.
+        """
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
         def shown(output) -> dict[str, float]:
             values = loss_terms(output)
             return {k: values[k] for k in self.terms if k in values}
 
+        redirect = {}
+
+        def start(_engine) -> None:
+            redirect["context"] = logging_redirect_tqdm()
+            redirect["context"].__enter__()
+
+        def stop(_engine, *_) -> None:
+            context = redirect.pop("context", None)
+            if context is not None:
+                context.__exit__(None, None, None)
+
+        def stop_and_raise(_engine, error: Exception) -> None:
+            stop(_engine)
+            raise error
+
         ProgressBar(persist=self.persist).attach(engine, output_transform=shown)
-        engine.add_event_handler(Events.STARTED, lambda e: _redirect_console_logs(True))
-        engine.add_event_handler(Events.COMPLETED, lambda e: _redirect_console_logs(False))
-        engine.add_event_handler(Events.EXCEPTION_RAISED, _restore_and_raise)
-
-
-class _TqdmStream:
-    """A console stream whose writes go through ``tqdm.write``, so they do not break a progress bar."""
-
-    def __init__(self, stream) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> None:
-        from tqdm import tqdm
-
-        if text.strip():
-            tqdm.write(text.rstrip("\n"), file=self.stream)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-def _redirect_console_logs(on: bool) -> None:
-    """Send the root logger's console handlers through (or back from) :class:`_TqdmStream`."""
-    for handler in logging.getLogger().handlers:
-        if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
-            continue
-        if on and handler.stream in (sys.stdout, sys.stderr):
-            handler.setStream(_TqdmStream(handler.stream))
-        elif not on and isinstance(handler.stream, _TqdmStream):
-            handler.setStream(handler.stream.stream)
-
-
-def _restore_and_raise(engine, error: Exception) -> None:
-    _redirect_console_logs(False)
-    raise error
+        engine.add_event_handler(Events.STARTED, start)
+        engine.add_event_handler(Events.COMPLETED, stop)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, stop_and_raise)
 
 
 def every_n_iterations(n: int) -> Callable:

@@ -96,3 +96,33 @@ def test_pooled_mean_iou_counts_false_positives_on_images_without_the_class(tmp_
     assert engine.state.metrics["pooled"] == pytest.approx(expected)
     assert json.loads(out.read_text())["pooled_miou"] == pytest.approx(expected)
     assert engine.state.metrics["per_image"] > expected  # image 2's false positive is not counted there
+
+
+def test_progress_bar_routes_console_logs_through_tqdm_while_running_and_restores_them():
+    import logging
+    import sys
+
+    from monai_supmix.handlers.progress import TrainingProgressBar
+
+    root = logging.getLogger()
+    console = logging.StreamHandler(sys.stderr)
+    root.addHandler(console)
+    seen = []
+
+    def step(engine, batch):
+        seen.append([type(h).__name__ for h in root.handlers])
+        return {"loss": torch.tensor(1.0)}
+
+    try:
+        engine = Engine(step)
+        TrainingProgressBar().attach(engine)
+        engine.run([0, 1], max_epochs=1)
+        assert all("_TqdmLoggingHandler" in names and "StreamHandler" not in names for names in seen)
+        assert console in root.handlers  # the console handler is back after the run
+        failing = Engine(lambda e, b: (_ for _ in ()).throw(RuntimeError("boom")))
+        TrainingProgressBar().attach(failing)
+        with pytest.raises(RuntimeError, match="boom"):
+            failing.run([0], max_epochs=1)
+        assert console in root.handlers  # restored on the way out of an error too
+    finally:
+        root.removeHandler(console)

@@ -66,3 +66,24 @@ def test_tap_through_ddp_wrapper_name_lookup():
     tap = FeatureTap(wrapped, "model.1")
     wrapped(torch.randn(1, 1, 16, 16))
     assert tap.pop().shape[1] == feature_channels(net, "model.1", 1, (16, 16))
+
+
+def test_a_patch_logit_sees_only_its_receptive_field():
+    """What SUFD's paste margin relies on: a patch logit does not change when far-away pixels do.
+
+    The bundles' discriminator (two stride-2 3x3 blocks and a 3x3 head) has a receptive field of
+    15 pixels (3, then 3 + 2·2, then 7 + 2·4), so a margin of 8 pixels around paste edges
+    (rounded up to whole 4-pixel patches) keeps edges out of the patches that are judged.
+    """
+    torch.manual_seed(0)
+    disc = FeatureDiscriminator(2, 2, channels=(32, 64), strides=(2, 2)).eval()
+    x = torch.rand(1, 2, 96, 96)
+    with torch.no_grad():
+        base = disc(x)
+        far = x.clone()
+        far[..., 60:, 60:] = torch.rand(1, 2, 36, 36)  # change the bottom-right corner only
+        changed = disc(far)
+    assert base.shape == (1, 1, 24, 24)
+    diff = (base - changed).abs()[0, 0]
+    assert diff[:10, :10].max() == 0  # patches 0-9 (pixels < 40 plus their field) never see the corner
+    assert diff[16:, 16:].max() > 0  # patches over the corner do
