@@ -27,6 +27,7 @@ Usage::
 
     python benchmarks/run_paper_benchmark.py --list                       # the grid and what is done
     python benchmarks/run_paper_benchmark.py --protocol cpu               # reporting grid, priority order
+    python benchmarks/run_paper_benchmark.py --protocol cpu2 --plan labels_curve   # the labels curve, drawn labeled sets
     python benchmarks/run_paper_benchmark.py --folds 0 --methods conventional ours   # development fold
     python benchmarks/run_paper_benchmark.py --run cpu_covid19_L10_f2_ours_s0 --force  # re-run one record
     python benchmarks/run_paper_benchmark.py --protocol gpu --jobs 6      # on one GPU (about 8 minutes budget)
@@ -164,11 +165,17 @@ PROTOCOLS = {
                     "iterations_per_epoch": 50, "rampup_iterations": 600, "batch_size": 8, "num_workers": 2},
     },
 }
+#: The CPU protocol with labeled sets drawn per fold and seed (since 2026-12-03; ``labeled_ids`` in
+#: every record): same settings as ``cpu``, its own run ids, so that its claims never mix with the
+#: ``cpu`` records, whose reporting folds all trained on the first N images of the pool.
+PROTOCOLS["cpu2"] = PROTOCOLS["cpu"]
 #: Validation every this many epochs (the curves of the development fold).
 VAL_EVERY = 5
 
 #: Labeled-set sizes: the semi-supervised settings and the all-labeled upper bounds.
 SETTINGS = {"chase": (1, 2, 4, 20), "covid19": (10, 40)}
+#: The labels curve: supervised at every count, conventional and ours at the two lowest.
+LABELS_CURVE = {"covid19": (2, 5, 10, 20, 40), "chase": (1, 2, 4, 20)}
 UPPER_BOUND = {"chase": 20, "covid19": 40}
 
 
@@ -254,6 +261,26 @@ def parse_run_id(rid: str) -> tuple[str, str, int, int, str, int]:
         raise ValueError(f"not a run id: {rid!r} (expected e.g. cpu_chase_L4_f1_ours_s0)")
     protocol, dataset, labeled, fold, method, seed = match.groups()
     return protocol, dataset, int(labeled), int(fold), method, int(seed)
+
+
+def labels_curve_grid(folds: dict[str, list[int]], seeds: list[int]) -> list[tuple]:
+    """Runs ``(dataset, labeled, fold, method, seed)`` of the labels curve, in priority order.
+
+    1. supervised at every count of :data:`LABELS_CURVE`, first seed (COVID-19 first: its labels
+       gap is the one to resolve);
+    2. conventional and ours at the two lowest counts of each dataset, first seed;
+    3. the same for every further seed.
+    """
+    order: list[tuple] = []
+    for seed in seeds:
+        for dataset in ("covid19", "chase"):
+            for labeled in LABELS_CURVE[dataset]:
+                order += [(dataset, labeled, f, "supervised", seed) for f in folds.get(dataset, [])]
+        for dataset in ("covid19", "chase"):
+            for labeled in LABELS_CURVE[dataset][:2]:
+                for method in ("conventional", "ours"):
+                    order += [(dataset, labeled, f, method, seed) for f in folds.get(dataset, [])]
+    return order
 
 
 def grid(folds: dict[str, list[int]], seeds: list[int], variants: list[str] = ()) -> list[tuple]:
@@ -406,6 +433,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-budget", type=float, default=None, help="start no new run after this many seconds")
     parser.add_argument("--max-runs", type=int, default=None)
     parser.add_argument("--list", action="store_true", help="print the grid and exit")
+    parser.add_argument("--plan", choices=("claims", "labels_curve"), default="claims",
+                        help="claims: the headline settings, upper bounds and ablations; labels_curve: supervised at "
+                             "every labeled count, conventional and ours at the two lowest")
     args = parser.parse_args(argv)
     if not (DATA / "chase").is_dir() or not (DATA / "covid19").is_dir():
         sys.exit(f"real data not found under {DATA}; see ../shared/data/README.md (or set MONAI_SUPMIX_DATA)")
@@ -417,8 +447,10 @@ def main(argv: list[str] | None = None) -> None:
                 args.protocol = protocol
             todo.append((dataset, labeled, fold, method, seed))
     else:
+        planned = (labels_curve_grid(_parse_folds(args.folds), args.seeds) if args.plan == "labels_curve"
+                   else grid(_parse_folds(args.folds), args.seeds, args.variants))
         todo = [
-            g for g in grid(_parse_folds(args.folds), args.seeds, args.variants)
+            g for g in planned
             if (not args.only or g[0] in args.only)
             and (not args.methods or g[3] in args.methods)
             and (not args.labeled or g[1] in args.labeled)
