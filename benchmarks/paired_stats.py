@@ -58,30 +58,17 @@ CLAIMS = (
 
 
 # one implementation with `monai-supmix compare`: pooled counts and IoU come from the package
-from monai_supmix.comparison.statistics import image_counts, pooled_iou, pooled_miou  # noqa: E402
+from monai_supmix.comparison.statistics import (  # noqa: E402
+    image_counts,
+    paired_image_counts,
+    pooled_iou,
+    pooled_miou,
+)
 
 
-def paired_counts(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, list[str], int]:
-    """Counts of the images both methods were tested on, summed over their shared (fold, seed) runs.
-
-    Returns:
-        ``(A, B, image keys, number of paired runs)`` with ``A``/``B`` of shape ``N×C×3``.
-    """
-    by_a = {(r["fold"], r["seed"]): r for r in runs_a}
-    by_b = {(r["fold"], r["seed"]): r for r in runs_b}
-    shared = sorted(set(by_a) & set(by_b))
-    sums_a: dict[str, np.ndarray] = {}
-    sums_b: dict[str, np.ndarray] = {}
-    for key in shared:
-        counts_a, counts_b = image_counts(by_a[key]), image_counts(by_b[key])
-        for image in sorted(set(counts_a) & set(counts_b)):
-            name = f"f{key[0]}/{image}"
-            sums_a[name] = sums_a.get(name, 0) + counts_a[image]
-            sums_b[name] = sums_b.get(name, 0) + counts_b[image]
-    keys = sorted(sums_a)
-    if not keys:
-        return np.zeros((0, 0, 3)), np.zeros((0, 0, 3)), [], 0
-    return np.stack([sums_a[k] for k in keys]), np.stack([sums_b[k] for k in keys]), keys, len(shared)
+#: Counts of the images both methods were tested on, summed over their shared (fold, seed) runs:
+#: ``(A, B, image keys, number of paired runs)``.
+paired_counts = paired_image_counts
 
 
 def fold_groups(keys: Sequence[str]) -> np.ndarray:

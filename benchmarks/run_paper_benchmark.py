@@ -133,6 +133,8 @@ VARIANTS: dict[str, dict] = {
     # pass, a 64-128 discriminator; the strong view is the batched one in both
     "ours_plain_sufd": {**COMMON, "mix": "both", "sufd": True, "discriminator_input": "unlabeled",
                         "discriminator_channels": [64, 128]},
+    # a cheaper SUFD candidate (issue on step time): the masked mixed softmax average-pooled 2x first
+    "ours_pooled_sufd": {**COMMON, "mix": "both", "sufd": True, "discriminator_pool": 2},
     # COVID-19: per-slice percentile intensity scaling (the unlabeled slices are darker than the labeled)
     "supervised_pct": {"mix": "none", "sufd": False, "unsupervised_weight": 0.0, "intensity_normalization": "percentile"},
     "conventional_pct": {**COMMON, "mix": "classmix", "sufd": False, "intensity_normalization": "percentile"},

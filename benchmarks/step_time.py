@@ -58,6 +58,8 @@ CONFIGS: dict[str, tuple[str, dict | None]] = {
                          "channels": PREVIOUS_DISC_CHANNELS}),
     "ours_mixed_unmasked": ("ours, SUFD on the mixed images with paste edges visible",
                             {"mix": "both", "sufd": True, "input": "mixed", "layer": "output"}),
+    "ours_pooled_sufd": ("ours, SUFD on the 2x average-pooled masked mixed softmax (candidate, not the default)",
+                         {"mix": "both", "sufd": True, "input": "mixed_masked", "layer": "output", "pool": 2}),
 }
 TARGETS = {"ours": 2.5, "conventional": 2.0}
 
@@ -85,7 +87,7 @@ def build(name: str, batch: int, size: int, steps: int):
         disc = FeatureDiscriminator(2, feature_channels(net, config["layer"], 3, (64, 64)), channels=channels,
                                     strides=(2, 2))
         sufd = SUFD(disc, torch.optim.Adam(disc.parameters(), 1e-4), feature_layer=config["layer"],
-                    input=config["input"], label_smoothing=0.2)
+                    input=config["input"], label_smoothing=0.2, feature_pool=config.get("pool", 1))
     return SemiSupervisedTrainer(
         "cpu", 1, lab_loader, net, opt, loss, DataLoader(unlabeled, batch_size=batch), num_classes=2,
         mixing=config["mix"], student_transform=BatchStrongPerturbation("fundus", 0.5, seed=0), sufd=sufd,
@@ -165,7 +167,8 @@ def measure(batch: int, size: int, steps: int, rounds: int, names) -> dict:
         "size": size,
         "seconds_per_step": median,
         "ratio_to_supervised": {k: median[k] / median["supervised"] for k in names},
-        "profile": {k: profile(k, batch, size, steps) for k in ("conventional", "ours", "ours_plain_sufd")},
+        "profile": {k: profile(k, batch, size, steps) for k in ("conventional", "ours", "ours_plain_sufd",
+                                                                 "ours_pooled_sufd")},
     }
 
 

@@ -62,7 +62,8 @@ def validate_values(config: Mapping[str, Any]) -> None:
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
             _require(ok, key, f"an integer >= {minimum}", value)
 
-    for key in ("num_labeled", "max_epochs", "batch_size", "unlabeled_batch_size", "iterations_per_epoch", "keep_checkpoints"):
+    for key in ("num_labeled", "max_epochs", "batch_size", "unlabeled_batch_size", "iterations_per_epoch", "keep_checkpoints",
+                "discriminator_pool"):
         positive_int(key)
     for key in ("num_val", "num_workers", "seed", "rampup_iterations", "val_interval", "discriminator_warmup_iterations",
                 "paste_margin"):

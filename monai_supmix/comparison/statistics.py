@@ -34,6 +34,7 @@ __all__ = [
     "pooled_iou",
     "pooled_miou",
     "out_of_fold_counts",
+    "paired_image_counts",
     "fold_deltas",
     "t_interval",
     "sign_test",
@@ -72,11 +73,11 @@ def _by_run(runs: Sequence[dict]) -> dict[tuple[int, int], dict]:
     return {(int(r["fold"]), int(r["seed"])): r for r in runs}
 
 
-def out_of_fold_counts(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, int]:
+def paired_image_counts(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, list[str], int]:
     """The ``N×C×3`` counts of every test image of the (fold, seed) runs both methods have, summed over seeds.
 
     Returns:
-        ``(A, B, number of shared runs)``; empty arrays when nothing is shared.
+        ``(A, B, image keys "f<fold>/<image id>", number of shared runs)``; empty arrays when nothing is shared.
     """
     a, b = _by_run(runs_a), _by_run(runs_b)
     shared = sorted(set(a) & set(b))
@@ -90,8 +91,14 @@ def out_of_fold_counts(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> tuple[
             sums_b[name] = sums_b.get(name, 0) + counts_b[image]
     names = sorted(sums_a)
     if not names:
-        return np.zeros((0, 0, 3)), np.zeros((0, 0, 3)), 0
-    return np.stack([sums_a[n] for n in names]), np.stack([sums_b[n] for n in names]), len(shared)
+        return np.zeros((0, 0, 3)), np.zeros((0, 0, 3)), [], 0
+    return np.stack([sums_a[n] for n in names]), np.stack([sums_b[n] for n in names]), names, len(shared)
+
+
+def out_of_fold_counts(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(A, B, number of shared runs)`` of :func:`paired_image_counts`: every test image scored by its own fold's model."""
+    counts_a, counts_b, _, n_runs = paired_image_counts(runs_a, runs_b)
+    return counts_a, counts_b, n_runs
 
 
 def fold_deltas(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> dict[int, float]:

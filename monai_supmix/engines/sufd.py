@@ -118,6 +118,8 @@ class SUFD:
             the discriminator's receptive field.
         criterion: ``"bce"``, ``"least_squares"`` or ``"hinge"`` (see :func:`adversarial_loss`).
         label_smoothing: pull the discriminator's targets towards 0.5 by this amount (0-1).
+        feature_pool: average-pool the features by this factor before the discriminator (1: off);
+            a cheaper SUFD, not yet the default (it has not had its development-fold check).
         warmup_iterations: the discriminator and the adversarial term start after this many
             iterations (pseudo-labels and features settle first).
         collapse_patience: warn when the discriminator's accuracy stays at or above 0.99 for
@@ -138,6 +140,7 @@ class SUFD:
         paste_margin: int = 8,
         criterion: str = "bce",
         label_smoothing: float = 0.0,
+        feature_pool: int = 1,
         warmup_iterations: int = 0,
         collapse_patience: int = 50,
     ) -> None:
@@ -147,6 +150,8 @@ class SUFD:
             raise ValueError(f"adversarial criterion must be one of {ADVERSARIAL_CRITERIA}, got {criterion!r}.")
         if float(weight) < 0:
             raise ValueError(f"adversarial_weight must be >= 0, got {weight!r}.")
+        if int(feature_pool) < 1:
+            raise ValueError(f"feature_pool must be >= 1, got {feature_pool!r}.")
         if int(paste_margin) < 0:
             raise ValueError(f"paste_margin must be >= 0, got {paste_margin!r}.")
         if not 0.0 <= float(label_smoothing) < 1.0:
@@ -159,6 +164,7 @@ class SUFD:
         self.weight = float(weight)
         self.input = input
         self.paste_margin = int(paste_margin)
+        self.feature_pool = int(feature_pool)
         self.criterion = criterion
         self.label_smoothing = float(label_smoothing)
         self.warmup_iterations = int(warmup_iterations)
@@ -204,10 +210,16 @@ class SUFD:
         return iteration >= self.warmup_iterations
 
     def features(self, logits: torch.Tensor) -> torch.Tensor:
-        """The features of the student's last forward pass (its softmax output for ``"output"``)."""
-        if self._tap is None:
-            return torch.softmax(logits.float(), dim=1)
-        return self._tap.pop()
+        """The features of the student's last forward pass (its softmax output for ``"output"``).
+
+        With ``feature_pool`` > 1 they are average-pooled by that factor first (a cheaper
+        discriminator; the paste mask follows on the patch grid).
+        """
+        features = torch.softmax(logits.float(), dim=1) if self._tap is None else self._tap.pop()
+        if self.feature_pool > 1:
+            pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[features.ndim - 3]
+            features = pool(features, self.feature_pool)
+        return features
 
     # ------------------------------------------------------------------ losses
     def student_loss(self, features_u: torch.Tensor, weight_u: torch.Tensor | None = None) -> torch.Tensor:

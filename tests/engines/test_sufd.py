@@ -120,3 +120,19 @@ def test_masked_losses_weigh_only_the_patches_left():
     nothing = torch.zeros(2, 1, 16, 16)
     assert float(sufd.student_loss(features_u, nothing)) == 0.0  # no patch left: no adversarial term
     assert float(sufd.student_loss(features_u, weight)) > float(sufd.student_loss(features_l, weight))
+
+
+def test_feature_pool_shrinks_what_the_discriminator_sees_and_the_mask_follows():
+    sufd = _sufd(feature_pool=2, paste_margin=0)
+    logits = torch.randn(2, 4, 16, 16)
+    features = sufd.features(logits)
+    assert features.shape == (2, 4, 8, 8)
+    torch.testing.assert_close(features.sum(1), torch.ones(2, 8, 8))  # pooled softmax still sums to 1
+    weight = torch.ones(2, 1, 16, 16)
+    weight[..., :8] = 0  # the left half is masked at full resolution
+    import contextlib
+
+    out = sufd.discriminator_step(torch.rand(2, 4, 8, 8), features, contextlib.nullcontext, "raise", weight)
+    assert out["discriminator_coverage"] == pytest.approx(0.5)  # half of the (4x4) patch grid
+    with pytest.raises(ValueError, match="feature_pool"):
+        _sufd(feature_pool=0)
