@@ -10,8 +10,13 @@ __all__ = ["report_training", "report_evaluation", "require_file"]
 
 
 
-def report_training(evaluator, ckpt_dir: str) -> dict:
+def report_training(evaluator, ckpt_dir: str, final_model=None, settings=None) -> dict:
     """Print the best validation mIoU of a finished training and where the model is.
+
+    Without any validation (no validation images, e.g. every labeled image used for training as
+    in COVID-SemiSeg's setting, or ``val_interval`` beyond ``max_epochs``) nothing picked a
+    ``model.pt``: the final ``final_model`` (the network validation would have judged: the EMA
+    teacher by default) is saved there with the training ``settings``, written atomically.
 
     Returns:
         ``{"best_val_miou", "best_epoch", "model"}``.
@@ -20,8 +25,20 @@ def report_training(evaluator, ckpt_dir: str) -> dict:
         return {}
     best = float(evaluator.state.best_metric)
     if int(evaluator.state.best_metric_epoch) <= 0:
-        print(f"Training finished without validation (val_interval larger than max_epochs); checkpoints in {ckpt_dir}", flush=True)
-        return {"best_val_miou": None, "best_epoch": None, "model": None}
+        if final_model is None:
+            print(f"Training finished without validation (val_interval larger than max_epochs); checkpoints in {ckpt_dir}",
+                  flush=True)
+            return {"best_val_miou": None, "best_epoch": None, "model": None}
+        from monai_supmix.utils.distributed import unwrap_module
+        from monai_supmix.utils.files import atomic_write
+
+        path = os.path.join(ckpt_dir, "model.pt")
+        state = {"model": unwrap_module(final_model).state_dict()}
+        if settings is not None:
+            state["settings"] = settings.state_dict() if hasattr(settings, "state_dict") else dict(settings)
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+        print(f"Training finished without validation: the final model saved to {path}", flush=True)
+        return {"best_val_miou": None, "best_epoch": None, "model": path}
     summary = {
         "best_val_miou": best,
         "best_epoch": int(evaluator.state.best_metric_epoch),

@@ -231,3 +231,22 @@ def test_evaluation_and_inference_take_the_training_settings_from_model_pt(phant
     run_bundle("covid19", ("inference",), dataset_dir=str(inputs), output_dir=str(preds),
                ckpt_path=os.path.join(out, "models", "model.pt"))
     assert np.asarray(Image.open(preds / f"{os.path.splitext(name)[0]}_seg.png")).shape == (50, 70)
+
+
+def test_training_without_validation_saves_the_final_model_for_evaluation(phantom_cache, tmp_path):
+    """COVID-SemiSeg's setting: every labeled slice trains (num_val 0); model.pt is the final teacher, then scored."""
+    out = str(tmp_path / "out")
+    run_bundle("covid19", ("train",), run_id="training", output_dir=out, num_val=0, num_labeled=50, **TINY)
+    model = os.path.join(out, "models", "model.pt")
+    state = torch.load(model, map_location="cpu", weights_only=True)
+    assert state["settings"]["num_val"] == 0 and any(k.startswith("model.") for k in state["model"])
+    from monai_supmix.bundle import task_items
+
+    root = [d for d in os.listdir(os.path.join(phantom_cache, "phantoms")) if d.startswith("covid19")][0]
+    test, _ = task_items("covid19", os.path.join(phantom_cache, "phantoms", root))
+    datalist = tmp_path / "test.json"
+    datalist.write_text(json.dumps({"labeled": test[:3], "validation": test[:3]}))
+    run_bundle("covid19", ("train", "evaluate"), output_dir=out, datalist_file=str(datalist), **TINY)
+    with open(os.path.join(out, "eval", "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["num_images"] == 3 and set(metrics["infnet_dice"]) == set(metrics["class_names"])
