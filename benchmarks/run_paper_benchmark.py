@@ -331,12 +331,6 @@ def grid(folds: dict[str, list[int]], seeds: list[int], variants: list[str] = ()
 
 
 # ----------------------------------------------------------------------------------- runs
-def bundle_cmd(dataset: str, configs: list[str], overrides: dict) -> list[str]:
-    from monai_supmix.comparison import bundle_command
-
-    return bundle_command(REPO / "bundles" / dataset, configs, overrides)
-
-
 def run_overrides(protocol: str, dataset: str, labeled: int, method: str, seed: int) -> dict:
     """Bundle overrides of one run (without the per-run paths)."""
     if method not in ALL_METHODS:
@@ -387,13 +381,6 @@ def load_results() -> list[dict]:
     from monai_supmix.comparison import ResultStore
 
     return ResultStore(RESULTS).load()
-
-
-def store(record: dict) -> None:
-    """Add (or replace) one record in results.json, atomically."""
-    from monai_supmix.comparison import ResultStore
-
-    ResultStore(RESULTS).store(record)
 
 
 def _parse_folds(values: list[str] | None) -> dict[str, list[int]]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from monai_supmix.comparison.runner import METHODS, ResultStore, device_text, run_grid, train_and_evaluate
 from monai_supmix.comparison.splits import draw_labeled, group_folds, group_of
+from monai_supmix.utils.files import write_json_atomic
 
 __all__ = ["RunKey", "resolve_bundle", "plan_runs", "fold_split", "run_compare", "add_compare_parser"]
 
@@ -193,8 +194,6 @@ def run_compare(args: argparse.Namespace, print_fn=print) -> int:
         lists = out / "datalists"
         stem = f"L{key.num_labeled}_f{key.fold}_s{key.seed}"
         body = {"labeled": split["labeled"], "unlabeled": split["unlabeled"]}
-        from monai_supmix.utils.files import write_json_atomic
-
         write_json_atomic({**body, "validation": split["validation"]}, str(lists / f"{stem}_train.json"))
         write_json_atomic({**body, "validation": split["test"]}, str(lists / f"{stem}_test.json"))
         run_overrides = {**common, **METHODS[key.method], "seed": key.seed}

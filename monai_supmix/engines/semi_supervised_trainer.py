@@ -325,7 +325,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
 
     def _infer(self, inputs: torch.Tensor, network: nn.Module) -> torch.Tensor:
         """The inferer on ``network`` with the extra arguments ``prepare_batch`` gave for this iteration."""
-        args, kwargs = getattr(self, "_network_args", ((), {}))
+        args, kwargs = self._network_args
         return self.inferer(inputs, network, *args, **kwargs)
 
     def _autocast(self):
