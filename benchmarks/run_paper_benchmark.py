@@ -138,6 +138,13 @@ VARIANTS: dict[str, dict] = {
     # COVID-19: per-slice percentile intensity scaling (the unlabeled slices are darker than the labeled)
     "supervised_pct": {"mix": "none", "sufd": False, "unsupervised_weight": 0.0, "intensity_normalization": "percentile"},
     "conventional_pct": {**COMMON, "mix": "classmix", "sufd": False, "intensity_normalization": "percentile"},
+    # hypotheses for the lowest labeled counts (issue "Where unlabeled images pay"), on ours:
+    # a longer labeled-only phase before self-training (the unsupervised and adversarial terms
+    # ramp up over 1,500 of the 2,500 iterations instead of 600: a better teacher first)
+    "ours_warmup": {**COMMON, "mix": "both", "sufd": True, "rampup_iterations": 1500},
+    # a stronger SUFD (5x the adversarial weight): the unlabeled COVID-19 slices are darker than
+    # the labeled ones, the shift SUFD exists to align
+    "ours_adv05": {**COMMON, "mix": "both", "sufd": True, "adversarial_weight": 0.05},
 }
 ALL_METHODS = {**METHODS, **VARIANTS}
 #: Methods that exist for one dataset only (keys the other bundle does not have).
