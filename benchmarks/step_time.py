@@ -155,6 +155,12 @@ def profile(name: str, batch: int, size: int, steps: int) -> dict[str, float]:
 
 
 def measure(batch: int, size: int, steps: int, rounds: int, names) -> dict:
+    """Median seconds per step and the ratio to supervised, with the range of the per-round ratios.
+
+    A round times every configuration once, back to back; a round's ratio divides by that
+    round's supervised step, so load that drifts between rounds cancels, and the range of the
+    per-round ratios shows how far one measurement can be trusted on this machine.
+    """
     for name in names:  # warm-up
         time_once(name, batch, size, 2)
     samples: dict[str, list[float]] = {name: [] for name in names}
@@ -162,11 +168,13 @@ def measure(batch: int, size: int, steps: int, rounds: int, names) -> dict:
         for name in names:
             samples[name].append(time_once(name, batch, size, steps))
     median = {k: statistics.median(v) for k, v in samples.items()}
+    per_round = {k: [t / s for t, s in zip(samples[k], samples["supervised"])] for k in names}
     return {
         "batch": batch,
         "size": size,
         "seconds_per_step": median,
-        "ratio_to_supervised": {k: median[k] / median["supervised"] for k in names},
+        "ratio_to_supervised": {k: statistics.median(per_round[k]) for k in names},
+        "ratio_range": {k: [min(v), max(v)] for k, v in per_round.items()},
         "profile": {k: profile(k, batch, size, steps) for k in ("conventional", "ours", "ours_plain_sufd",
                                                                  "ours_pooled_sufd")},
     }
@@ -176,8 +184,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="+", default=["4x96", "8x192"],
                         help="BATCHxSIZE: labeled batch (= unlabeled batch) x patch side; first = the CPU protocol")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--output-dir", default=str(OUT))
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -209,15 +217,17 @@ def main() -> None:
         f"`python benchmarks/step_time.py --shapes {' '.join(args.shapes)} --steps {args.steps} --rounds {args.rounds}` "
         f"on {result['machine']['platform']}, {result['machine']['cpus']} CPU cores ({torch.get_num_threads()} "
         f"threads), torch {torch.__version__}, {result['date']}; whole script {result['wall_seconds']} s. MONAI UNet "
-        "(16-128, 2 res units), labeled + unlabeled patches, median of interleaved rounds. Every shape was "
+        "(16-128, 2 res units), labeled + unlabeled patches; × supervised is the median over rounds of each round's "
+        "ratio (every configuration timed once per round, back to back), the range its smallest and largest. Every shape was "
         "measured on this CPU (no GPU was lent for this measurement).",
         "",
-        "| configuration | " + " | ".join(f"s/step {s['batch']}+{s['batch']} of {s['size']}² | × supervised"
+        "| configuration | " + " | ".join(f"s/step {s['batch']}+{s['batch']} of {s['size']}² | × supervised (range)"
                                           for s in shapes) + " |",
         "|---|" + "---|---|" * len(shapes),
     ]
     for name, (text, _) in CONFIGS.items():
-        cells = " | ".join(f"{s['seconds_per_step'][name]:.3f} | {s['ratio_to_supervised'][name]:.2f}" for s in shapes)
+        cells = " | ".join(f"{s['seconds_per_step'][name]:.3f} | {s['ratio_to_supervised'][name]:.2f} "
+                           f"({s['ratio_range'][name][0]:.2f}–{s['ratio_range'][name][1]:.2f})" for s in shapes)
         lines.append(f"| `{name}`: {text} | {cells} |")
     lines += [""]
     for name, limit in TARGETS.items():

@@ -211,7 +211,8 @@ for item in unlabeled[:4]:
 mix_pipeline = Compose(
     [
         SupervisedClassMixd(
-            keys=("image", "label"),
+            keys="image",
+            label_key="label",
             labeled_keys=("labeled_image", "labeled_label"),
             classes="rarest",
             num_classes=2,

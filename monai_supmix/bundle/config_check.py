@@ -6,12 +6,12 @@ import glob
 import inspect
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from monai.bundle import ConfigWorkflow
 
-__all__ = ["check_config", "validate_values", "RESERVED_KEYS"]
+__all__ = ["check_config", "validate_values", "KEY_SCHEMA", "RESERVED_KEYS"]
 
 #: Keys that MONAI's bundle machinery may add to a config (tracking, execution).
 RESERVED_KEYS = frozenset(
@@ -43,114 +43,107 @@ def _require(ok: bool, key: str, expected: str, value: Any) -> None:
         raise ValueError(f"config key `{key}`: expected {expected}, got {value!r}.")
 
 
+# --------------------------------------------------------------------------- the key schema
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _integer(minimum: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum), f"an integer >= {minimum}"
+
+
+def _int_list(lengths: tuple[int, ...] | None, minimum: int, expected: str) -> tuple[Callable[[Any], bool], str]:
+    def check(value: Any) -> bool:
+        return (isinstance(value, (list, tuple)) and (len(value) in lengths if lengths else len(value) >= 1)
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value))
+
+    return check, expected
+
+
+def _choice(names: Callable[[], tuple[str, ...]]) -> tuple[Callable[[Any], bool], Callable[[], str]]:
+    # the names come from the component that uses them (imported when checked: no import cycle)
+    return (lambda v: v in names()), (lambda: f"one of {names()}")
+
+
+def _mix_modes() -> tuple[str, ...]:
+    from monai_supmix.engines import MIX_MODES
+
+    return tuple(MIX_MODES)
+
+
+def _discriminator_inputs() -> tuple[str, ...]:
+    from monai_supmix.engines import DISCRIMINATOR_INPUTS
+
+    return tuple(DISCRIMINATOR_INPUTS)
+
+
+def _intensity_modes() -> tuple[str, ...]:
+    from monai_supmix.data.transforms import INTENSITY_MODES
+
+    return tuple(INTENSITY_MODES)
+
+
+_BOOLEAN = (lambda v: isinstance(v, bool)), "true or false (on the command line: True/False)"
+_POSITIVE = (lambda v: _number(v) and v > 0), "a positive number"
+_NON_NEGATIVE = (lambda v: _number(v) and v >= 0), "a number >= 0"
+_UNIT_OPEN = (lambda v: _number(v) and 0 <= v < 1), "a number in [0, 1)"
+
+#: key -> (check, what is expected): the type and range of every tunable top-level key that
+#: needs no other key to be checked (the keys that do follow in :func:`validate_values`).
+KEY_SCHEMA: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
+    **dict.fromkeys(("num_labeled", "max_epochs", "batch_size", "unlabeled_batch_size", "iterations_per_epoch",
+                     "keep_checkpoints", "discriminator_pool"), _integer(1)),
+    **dict.fromkeys(("num_val", "num_workers", "seed", "rampup_iterations", "val_interval",
+                     "discriminator_warmup_iterations", "paste_margin"), _integer(0)),
+    **dict.fromkeys(("sufd", "amp", "resume", "deterministic", "validate_with_teacher", "strong_perturbation", "debug",
+                     "supmix_within_region", "supmix_flip_source", "class_adaptive_threshold"), _BOOLEAN),
+    **dict.fromkeys(("learning_rate", "discriminator_learning_rate"), _POSITIVE),
+    **dict.fromkeys(("unsupervised_weight", "adversarial_weight", "perturbation_strength", "supmix_feather_sigma",
+                     "unsupervised_dice_weight"), _NON_NEGATIVE),
+    **dict.fromkeys(("confidence_threshold", "discriminator_label_smoothing"), _UNIT_OPEN),
+    "ema_decay": ((lambda v: _number(v) and 0 < v < 1), "a number in (0, 1)"),
+    "supmix_prob": ((lambda v: _number(v) and 0 <= v <= 1), "a number in [0, 1]"),
+    "scale": ((lambda v: _number(v) and v > 0), "a positive number (e.g. 0.5 for half resolution)"),
+    "num_classes": (_integer(2)[0], "an integer >= 2 (background + at least one class)"),
+    "in_channels": _integer(1),
+    "discriminator_channels": _int_list(None, 1, "a list of positive integers, one per strided block, e.g. [32, 64]"),
+    "spatial_size": _int_list((2, 3), 16, "a list of 2 (or 3) integers >= 16, e.g. [192, 192]"),
+    "patch_size": _int_list((2, 3), 16, "a list of 2 (or 3) integers >= 16"),
+    "mix": _choice(_mix_modes),
+    "discriminator_input": _choice(_discriminator_inputs),
+    "intensity_normalization": _choice(_intensity_modes),
+    "class_names": ((lambda v: isinstance(v, (list, tuple)) and all(isinstance(n, str) for n in v)),
+                    "a list of names, one per class"),
+}
+
+
 def validate_values(config: Mapping[str, Any]) -> None:
     """Check the types and ranges of the tunable top-level keys present in ``config``.
 
-    Values that are config expressions (``$...``, ``@...``) are not checked.
+    Each key is checked against :data:`KEY_SCHEMA`; then the keys whose check needs another
+    key (``class_names`` and the class lists against ``num_classes``), the folder and the
+    device. Values that are config expressions (``$...``, ``@...``) are not checked.
 
     Raises:
         ValueError: naming the first offending key, what was expected and what was found.
+        FileNotFoundError: for a ``dataset_dir`` that does not exist.
     """
 
     def get(key: str) -> Any:
         value = config.get(key)
         return None if _is_expression(value) else value
 
-    def positive_int(key: str, minimum: int = 1) -> None:
+    for key, (check, expected) in KEY_SCHEMA.items():
         value = get(key)
         if value is not None:
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-            _require(ok, key, f"an integer >= {minimum}", value)
-
-    for key in ("num_labeled", "max_epochs", "batch_size", "unlabeled_batch_size", "iterations_per_epoch", "keep_checkpoints",
-                "discriminator_pool"):
-        positive_int(key)
-    for key in ("num_val", "num_workers", "seed", "rampup_iterations", "val_interval", "discriminator_warmup_iterations",
-                "paste_margin"):
-        positive_int(key, minimum=0)
-    for key in ("sufd", "amp", "resume", "deterministic", "validate_with_teacher", "strong_perturbation", "debug",
-                "supmix_within_region", "supmix_flip_source", "class_adaptive_threshold"):
-        value = get(key)
-        if key in config and value is not None:
-            _require(isinstance(value, bool), key, "true or false (on the command line: True/False)", value)
-    for key in ("learning_rate", "discriminator_learning_rate"):
-        value = get(key)
-        if value is not None:
-            _require(isinstance(value, (int, float)) and value > 0, key, "a positive number", value)
-    for key in ("unsupervised_weight", "adversarial_weight", "perturbation_strength", "supmix_feather_sigma",
-                "unsupervised_dice_weight"):
-        value = get(key)
-        if value is not None:
-            _require(isinstance(value, (int, float)) and value >= 0, key, "a number >= 0", value)
-    for key in ("confidence_threshold", "discriminator_label_smoothing"):
-        value = get(key)
-        if value is not None:
-            _require(isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1, key,
-                     "a number in [0, 1)", value)
-    value = get("ema_decay")
-    if value is not None:
-        _require(isinstance(value, (int, float)) and 0 < value < 1, "ema_decay", "a number in (0, 1)", value)
-    value = get("mix")
-    if value is not None:
-        from monai_supmix.engines import MIX_MODES
-
-        _require(value in MIX_MODES, "mix", f"one of {MIX_MODES}", value)
-    value = get("discriminator_input")
-    if value is not None:
-        from monai_supmix.engines import DISCRIMINATOR_INPUTS
-
-        _require(value in DISCRIMINATOR_INPUTS, "discriminator_input", f"one of {DISCRIMINATOR_INPUTS}", value)
-    value = get("discriminator_channels")
-    if value is not None:
-        ok = isinstance(value, (list, tuple)) and len(value) >= 1 and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
-        )
-        _require(ok, "discriminator_channels", "a list of positive integers, one per strided block, e.g. [32, 64]", value)
-    value = get("supmix_prob")
-    if value is not None:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
-        _require(ok, "supmix_prob", "a number in [0, 1]", value)
-    for key in ("scale",):
-        value = get(key)
-        if value is not None:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-            _require(ok, key, "a positive number (e.g. 0.5 for half resolution)", value)
-    value = get("spatial_size")
-    if value is not None:
-        ok = isinstance(value, (list, tuple)) and len(value) in (2, 3) and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 16 for v in value
-        )
-        _require(ok, "spatial_size", "a list of 2 (or 3) integers >= 16, e.g. [192, 192]", value)
-    value = get("intensity_normalization")
-    if value is not None:
-        from monai_supmix.data.transforms import INTENSITY_MODES
-
-        _require(value in INTENSITY_MODES, "intensity_normalization", f"one of {INTENSITY_MODES}", value)
-    value = get("device")
-    if value is not None:
-        _check_device(value)
-    value = get("patch_size")
-    if value is not None:
-        ok = isinstance(value, (list, tuple)) and len(value) in (2, 3)
-        ok = ok and all(isinstance(v, int) and v >= 16 for v in value)
-        _require(ok, "patch_size", "a list of 2 (or 3) integers >= 16", value)
+            _require(check(value), key, expected() if callable(expected) else expected, value)
     num_classes = get("num_classes")
-    if num_classes is not None:
-        _require(isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes >= 2,
-                 "num_classes", "an integer >= 2 (background + at least one class)", num_classes)
-    value = get("in_channels")
-    if value is not None:
-        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, "in_channels",
-                 "an integer >= 1", value)
     names = get("class_names")
-    if names is not None:
-        ok = isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)
-        _require(ok, "class_names", "a list of names, one per class", names)
-        if isinstance(num_classes, int) and len(names) != num_classes:
-            raise ValueError(
-                f"config key `class_names`: {len(names)} names {list(names)} for num_classes={num_classes}; "
-                f"give one name per class, e.g. --class_names \"{list(names)[:num_classes] + [f'class_{i}' for i in range(len(names), num_classes)]}\"."
-            )
+    if names is not None and isinstance(num_classes, int) and len(names) != num_classes:
+        raise ValueError(
+            f"config key `class_names`: {len(names)} names {list(names)} for num_classes={num_classes}; "
+            f"give one name per class, e.g. --class_names \"{list(names)[:num_classes] + [f'class_{i}' for i in range(len(names), num_classes)]}\"."
+        )
     for key in ("supmix_classes", "classmix_classes"):
         value = get(key)
         if value is None:
@@ -169,6 +162,9 @@ def validate_values(config: Mapping[str, Any]) -> None:
         _require(isinstance(value, str), "dataset_dir", "a folder path or null", value)
         if not os.path.isdir(os.path.expanduser(value)):
             raise FileNotFoundError(f"config key `dataset_dir`: folder {value!r} does not exist.")
+    value = get("device")
+    if value is not None:
+        _check_device(value)
 
 
 def _check_device(value: Any) -> None:

@@ -99,7 +99,9 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             weights are touched; ``"skip"`` warns and skips the update.
         train_handlers: as in :class:`monai.engines.SupervisedTrainer`; attached after the
             mean teacher's update, so they see the teacher of this iteration.
-        amp: mixed precision, on CUDA only (a warning says so on other devices).
+        amp: mixed precision with ``torch.autocast``: float16 with gradient scaling on CUDA
+            (``amp_kwargs`` as in MONAI), bfloat16 without scaling on CPU; on other devices a
+            warning says it is off.
         kwargs: every other argument of :class:`monai.engines.SupervisedTrainer`
             (``epoch_length``, ``non_blocking``, ``prepare_batch``, ``inferer``,
             ``decollate``, ``compile``, ...), passed on unchanged, with MONAI's defaults.
@@ -163,22 +165,27 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self.region_key = region_key
         self.seed = int(seed)
         self.on_nonfinite = on_nonfinite
-        self.use_amp = bool(amp) and torch.device(device).type == "cuda"
+        self.amp_device = torch.device(device).type
+        self.use_amp = bool(amp) and self.amp_device in ("cuda", "cpu")
         if amp and not self.use_amp:
             warnings.warn(
-                f"amp=True has no effect on device {device!r}: mixed precision is used on CUDA only.",
+                f"amp=True has no effect on device {device!r}: mixed precision is used on CUDA and CPU only.",
                 stacklevel=2,
             )
             self.amp = False
-        # AMP scalers live as long as the trainer so that checkpoints can hold them.
-        self.student_scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
+        if self.use_amp and self.amp_device == "cpu":  # CPU autocast runs in bfloat16 (float16 is not supported there)
+            self.amp_kwargs = {"dtype": torch.bfloat16, **(self.amp_kwargs or {})}
+        # float16 needs loss scaling, bfloat16 does not (its range is float32's); the scalers live
+        # as long as the trainer so that checkpoints can hold them
+        scaled = self.use_amp and (self.amp_kwargs or {}).get("dtype", torch.float16) == torch.float16
+        self.student_scaler = torch.amp.GradScaler(self.amp_device) if scaled else None
         self.sufd = sufd
         # the teacher first (its update runs before every other handler of ITERATION_COMPLETED)
         self.mean_teacher = mean_teacher or MeanTeacher()
         self.teacher = self.mean_teacher.attach(self, network)
         self.ema_handler = self.mean_teacher.handler
         if sufd is not None:  # after the teacher's copy, so the teacher carries no feature hook
-            sufd.attach(network, self.use_amp)
+            sufd.attach(network, self.student_scaler is not None)
         self.state.class_counts = None
         self.state_dict_user_keys.append("class_counts")
         self._unlabeled_iterator: Iterator | None = None
@@ -214,6 +221,11 @@ class SemiSupervisedTrainer(SupervisedTrainer):
 
     def run(self) -> None:  # type: ignore[override]
         """Run training; AMP scalers persist across runs so that they can be checkpointed.
+
+        ``Workflow.run`` rather than MONAI's ``Trainer.run``, whose only addition is
+        ``self.scaler = torch.cuda.amp.GradScaler() if self.amp else None``: a fresh scaler on
+        every run would drop the scale a resumed checkpoint restored, and it would be a CUDA
+        scaler for bfloat16 CPU autocast, which needs none.
 
         The unlabeled loader's iterator (and its worker processes) is released on every way
         out: normal end, exception, ``KeyboardInterrupt``.
@@ -329,7 +341,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         return self.inferer(inputs, network, *args, **kwargs)
 
     def _autocast(self):
-        return torch.autocast("cuda", **self.amp_kwargs) if self.use_amp else contextlib.nullcontext()
+        """``torch.autocast`` on the training device (bfloat16 on CPU) when ``amp``, else a no-op."""
+        return torch.autocast(self.amp_device, **(self.amp_kwargs or {})) if self.use_amp else contextlib.nullcontext()
 
     def _step(self, loss: torch.Tensor) -> None:
         """Back-propagate the student's loss and update it (fires BACKWARD_COMPLETED)."""

@@ -175,11 +175,11 @@ class SUFD:
         self._collapse_warned = False
 
     # ------------------------------------------------------------------ set-up
-    def attach(self, network: nn.Module, use_amp: bool) -> None:
-        """Tap the student ``network`` (called by the trainer) and create the AMP scaler."""
+    def attach(self, network: nn.Module, scaled: bool) -> None:
+        """Tap the student ``network`` (called by the trainer); ``scaled``: float16 AMP, so a gradient scaler too."""
         if self.feature_layer != OUTPUT_FEATURES:
             self._tap = FeatureTap(network, self.feature_layer)
-        self.scaler = torch.amp.GradScaler("cuda") if use_amp else None
+        self.scaler = torch.amp.GradScaler("cuda") if scaled else None
 
     @property
     def needs_plain_pass(self) -> bool:

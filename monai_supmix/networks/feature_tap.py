@@ -38,6 +38,10 @@ def default_feature_layer(network: nn.Module) -> str:
 class FeatureTap:
     """Register a forward hook on a named submodule and keep its latest output.
 
+    Own code rather than :class:`monai.visualize.ModelWithHooks` (MONAI's forward-hook cache):
+    that class runs the network itself in eval mode (the student trains in train mode inside
+    the inferer), only warns about a layer name that does not exist, and cannot remove its hooks.
+
     Works with any ``nn.Module`` (also DDP-wrapped ones); the hook stays attached
     until :meth:`remove` is called, and :attr:`output` holds the output of the most
     recent forward pass (with its autograd graph, so losses on it back-propagate

@@ -2,12 +2,15 @@
 
 A sample pairs an unlabeled (destination) item and its partner (source) in one
 dictionary, e.g. built with :class:`monai.data.ZipDataset` or by a pairing dataset:
-``{"image", "label" (pseudo-label), "labeled_image", "labeled_label"}``.
+``{"image", "label" (pseudo-label), "labeled_image", "labeled_label"}``. As in MONAI's own
+dictionary transforms, ``keys`` names the image and ``label_key`` the label.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+
+import warnings
 
 import numpy as np
 import torch
@@ -38,7 +41,8 @@ class _ClassPasted(RandomizableTransform, MapTransform):
 
     def __init__(
         self,
-        keys: KeysCollection = ("image", "label"),
+        keys: KeysCollection = "image",
+        label_key: str | None = None,
         labeled_keys: Sequence[str] = ("labeled_image", "labeled_label"),
         classes: Sequence[int] | str | None = None,
         prob: float = 1.0,
@@ -53,10 +57,18 @@ class _ClassPasted(RandomizableTransform, MapTransform):
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
-        if len(self.keys) != 2 or len(labeled_keys) != 2:
-            raise ValueError(
-                f"keys and labeled_keys must each name (image, label), got keys={self.keys} labeled_keys={tuple(labeled_keys)}."
+        if label_key is None and len(self.keys) == 2:
+            # the 0.2 form ``keys=(image, label)``: still accepted, MONAI's form is keys + label_key
+            warnings.warn(
+                f"{type(self).__name__}(keys=(image, label)) is deprecated: give keys={self.keys[0]!r}, "
+                f"label_key={self.keys[1]!r} as MONAI's dictionary transforms do.", FutureWarning, stacklevel=2,
             )
+            self.keys, label_key = (self.keys[0],), self.keys[1]
+        if len(self.keys) != 1:
+            raise ValueError(f"keys must name one image key (the label goes in label_key), got keys={self.keys}.")
+        if len(labeled_keys) != 2:
+            raise ValueError(f"labeled_keys must name the partner's (image, label), got {tuple(labeled_keys)}.")
+        self.label_key = "label" if label_key is None else label_key
         self.labeled_keys = tuple(labeled_keys)
         self.mask_key = mask_key
         self.region_key = region_key
@@ -75,11 +87,11 @@ class _ClassPasted(RandomizableTransform, MapTransform):
         """Mix the partner item into the destination item of ``data``.
 
         Args:
-            data: a mapping holding ``keys`` (destination image and label) and
+            data: a mapping holding ``keys`` and ``label_key`` (destination image and label) and
                 ``labeled_keys`` (source image and label), channel-first numpy arrays or tensors.
 
         Returns:
-            a shallow copy of ``data`` with the mixed image and label under ``keys`` and, when
+            a shallow copy of ``data`` with the mixed image and label under ``keys`` and ``label_key`` and, when
             ``mask_key`` is set, the ``1×spatial`` bool paste mask.
 
         Raises:
@@ -87,14 +99,14 @@ class _ClassPasted(RandomizableTransform, MapTransform):
             TypeError, ValueError: see the array transform.
         """
         d = dict(data)
-        needed = [*self.keys, *self.labeled_keys]
+        image_key, label_key = self.keys[0], self.label_key
+        needed = [image_key, label_key, *self.labeled_keys]
         missing = [k for k in needed if k not in d]
         if missing:
             if self.allow_missing_keys:
                 return d
             raise KeyError(f"{type(self).__name__}: missing key(s) {missing}; the sample has keys {sorted(map(str, d))}.")
         self.randomize(None)
-        image_key, label_key = self.keys
         src_image_key, src_label_key = self.labeled_keys
         if not self._do_transform:
             if self.mask_key is not None:
@@ -119,7 +131,9 @@ class SupervisedClassMixd(_ClassPasted):
     """Dictionary form of :class:`~monai_supmix.transforms.SupervisedClassMix`.
 
     Args:
-        keys: ``(image, label)`` keys of the unlabeled item (label = pseudo-label).
+        keys: the unlabeled item's image key (a one-key collection). The earlier form
+            ``keys=(image, label)`` still works, with a ``FutureWarning``.
+        label_key: the unlabeled item's label key (its pseudo-label); default ``"label"``.
         labeled_keys: ``(image, label)`` keys of its labeled partner in the same dict.
         classes, prob, num_classes, class_frequencies, num_select: see :class:`SupervisedClassMix`.
         mask_key: if given, the paste mask (``1×spatial`` bool) is stored under this key.
@@ -130,6 +144,7 @@ class SupervisedClassMixd(_ClassPasted):
 
     Raises:
         KeyError: when a key is missing (naming it).
+        ValueError: for more than one image key, or ``labeled_keys`` that are not a pair.
 
     Example::
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from monai_supmix.bundle import check_config, task_datalists, validate_values
+from monai_supmix.bundle.config_check import KEY_SCHEMA
 
 CONFIGS = Path(__file__).resolve().parents[2] / "bundles" / "chase" / "configs"
 
@@ -49,6 +50,17 @@ def test_unknown_key_is_named_with_suggestion():
 def test_bad_values_name_the_key(key, value, message):
     with pytest.raises(ValueError, match=message):
         validate_values(_config(**{key: value}))
+
+
+@pytest.mark.parametrize("key", sorted(KEY_SCHEMA))
+def test_every_schema_key_is_a_bundle_key_and_refuses_a_wrong_type(key):
+    """The schema describes keys the bundles have (``scale`` is CHASE's, ``spatial_size`` COVID-19's)."""
+    in_bundles = [json.loads((CONFIGS.parents[1] / b / "configs" / "train.json").read_text()) for b in ("chase", "covid19")]
+    assert any(key in config for config in in_bundles), f"{key} is in KEY_SCHEMA but in no bundle's train.json"
+    config = next(c for c in in_bundles if key in c)
+    validate_values({k: v for k, v in config.items() if k != "dataset_dir"})  # the shipped value passes
+    with pytest.raises(ValueError, match=rf"config key `{key}`: expected .+, got \{{'a': 1\}}"):
+        validate_values({key: {"a": 1}})
 
 
 def test_missing_dataset_dir():

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 from ignite.engine import Events
-from monai.engines import SupervisedTrainer
+from monai.engines import IterationEvents, SupervisedTrainer
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch.utils.data import DataLoader
@@ -52,7 +52,7 @@ def _trainer(net, dims=2, mix="supmix", sufd=False, epochs=1, unsup=1.0, adv=0.1
     unlabeled = DataLoader(_items(6, dims, labeled=False, seed=1, size=16 if dims == 3 else 32), batch_size=2)
     kwargs.setdefault("decollate", False)  # these tests read engine.state.output as one dict of terms
     return SemiSupervisedTrainer(
-        device="cpu",
+        device=kwargs.pop("device", "cpu"),
         max_epochs=epochs,
         train_data_loader=labeled,
         network=net,
@@ -165,15 +165,52 @@ def test_adversarial_term_changes_student_only_with_sufd(sufd):
 @pytest.mark.parametrize("dims", [2, 3])
 @pytest.mark.parametrize("mix", ["none", "classmix", "supmix", "both"])
 def test_all_modes_train(mix, dims):
+    """Every mode and dimension updates student, teacher and discriminator, and the loss is the documented sum."""
     net = _net(dims)
     trainer = _trainer(net, dims=dims, mix=mix, sufd=True, epochs=2, rampup_iterations=2)
+    student0 = [p.detach().clone() for p in net.parameters()]
+    disc0 = [p.detach().clone() for p in trainer.discriminator.parameters()]
+    outputs = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(loss_terms(e.state.output)))
     trainer.run()
-    assert trainer.state.iteration == 4
+    assert trainer.state.iteration == 4 and len(outputs) == 4
+    for terms in outputs:
+        expected = (terms["supervised_loss"] + terms["unsupervised_weight"] * terms["unsupervised_loss"]
+                    + terms["adversarial_weight"] * terms["adversarial_loss"])
+        assert terms["loss"] == pytest.approx(expected, rel=1e-5)
+        assert 0.0 <= terms["discriminator_accuracy"] <= 1.0 and 0.0 <= terms["confident_fraction"] <= 1.0
+    # the ramp-up over 2 iterations: no unsupervised or adversarial weight at first, full weight after
+    assert outputs[0]["unsupervised_weight"] < 0.01 and outputs[-1]["unsupervised_weight"] == pytest.approx(1.0)
+    assert outputs[-1]["adversarial_weight"] == pytest.approx(0.1)
+    assert outputs[-1]["unsupervised_loss"] > 0 and outputs[-1]["adversarial_loss"] > 0
+    changed = lambda before, module: any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))  # noqa: E731
+    assert changed(student0, net) and changed(disc0, trainer.discriminator)
+    # the teacher moved from the initial weights towards the student, but is not the student
+    assert changed(student0, trainer.teacher) and changed([p.detach() for p in net.parameters()], trainer.teacher)
+
+
+def test_amp_on_cpu_runs_the_whole_step_in_bfloat16():
+    """amp=True on CPU: bfloat16 autocast through teacher, student, SUFD; float32 weights; no scaler."""
+    net = _net()
+    trainer = _trainer(net, mix="both", sufd=True, epochs=2, amp=True, sufd_kwargs={"feature_layer": "output"})
+    assert trainer.use_amp and trainer.student_scaler is None and trainer.sufd.scaler is None
+    assert "scaler" not in trainer.checkpoint_objects()
+    dtypes = {}
+    trainer.add_event_handler(IterationEvents.FORWARD_COMPLETED,
+                              lambda e: dtypes.setdefault("student", e.state.output["pred"].dtype))
+    original = trainer.teacher.forward
+    trainer.teacher.forward = lambda x: (lambda y: (dtypes.setdefault("teacher", y.dtype), y)[1])(original(x))
+    disc_forward = trainer.discriminator.forward
+    trainer.discriminator.forward = lambda x: (lambda y: (dtypes.setdefault("disc", y.dtype), y)[1])(disc_forward(x))
+    before = [p.detach().clone() for p in net.parameters()]
+    trainer.run()
+    assert dtypes == {"teacher": torch.bfloat16, "student": torch.bfloat16, "disc": torch.bfloat16}
     terms = loss_terms(trainer.state.output)
-    for key in ("loss", "supervised_loss", "unsupervised_loss", "adversarial_loss", "discriminator_loss"):
-        assert key in terms and terms[key] == terms[key]
-    assert 0.0 <= terms["discriminator_accuracy"] <= 1.0
-    assert 0.0 <= terms["confident_fraction"] <= 1.0
+    assert all(terms[k] == terms[k] for k in ("loss", "unsupervised_loss", "adversarial_loss", "discriminator_loss"))
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    with pytest.warns(UserWarning, match="mixed precision is used on CUDA and CPU only"):
+        _trainer(_net(), device="mps", amp=True)
 
 
 def test_supmix_pasted_pixels_are_confident():

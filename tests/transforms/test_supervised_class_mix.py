@@ -5,17 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from monai.data import CacheDataset, DataLoader, MetaTensor
-from monai.transforms import Compose, EnsureTyped, RandomizableTransform
+from monai.data import CacheDataset, DataLoader
+from monai.transforms import Compose, EnsureTyped
 
 from monai_supmix.transforms import (
     SupervisedClassMix,
     SupervisedClassMixd,
-    SupervisedClassMixD,
-    SupervisedClassMixDict,
 )
-
-AFFINE = torch.diag(torch.tensor([0.5, 0.5, 2.0, 1.0], dtype=torch.float64))
 
 
 def _item(seed=0, dims=2, size=8):
@@ -27,48 +23,6 @@ def _item(seed=0, dims=2, size=8):
         "labeled_image": rng.rand(3, *shape).astype(np.float32),
         "labeled_label": rng.randint(0, 3, (1, *shape)).astype(np.int64),
     }
-
-
-def _convert(kind, x, name="u.nii.gz"):
-    if kind == "numpy":
-        return x
-    if kind == "torch":
-        return torch.as_tensor(x)
-    return MetaTensor(torch.as_tensor(x), affine=AFFINE, meta={"filename_or_obj": name})
-
-
-def _check_exact(d, out_image, out_label, mask, classes):
-    m = np.asarray(mask)
-    assert m.dtype == bool and m.shape == (1, *d["image"].shape[1:])
-    assert np.array_equal(m, np.isin(d["labeled_label"], classes))
-    oi, ol = np.asarray(out_image), np.asarray(out_label)
-    mi = np.broadcast_to(m, oi.shape)
-    assert np.array_equal(oi[mi], d["labeled_image"][mi]) and np.array_equal(oi[~mi], d["image"][~mi])
-    assert np.array_equal(ol[m], d["labeled_label"][m]) and np.array_equal(ol[~m], d["label"][~m])
-    assert oi.dtype == d["image"].dtype and ol.dtype == d["label"].dtype
-
-
-def test_aliases_and_base_classes():
-    assert SupervisedClassMixD is SupervisedClassMixd and SupervisedClassMixDict is SupervisedClassMixd
-    assert isinstance(SupervisedClassMix([1]), RandomizableTransform)
-    assert isinstance(SupervisedClassMixd(classes=[1]), RandomizableTransform)
-    assert {b.value for b in SupervisedClassMix.backend} == {"torch", "numpy"}
-
-
-@pytest.mark.parametrize("dims", [2, 3])
-@pytest.mark.parametrize("kind", ["numpy", "torch", "meta"])
-def test_array_types_metadata_and_exactness(dims, kind):
-    d = _item(dims=dims)
-    image, label = _convert(kind, d["image"]), _convert(kind, d["label"], "u_label.nii.gz")
-    out_image, out_label, mask = SupervisedClassMix(classes=[1, 2])(
-        image, label, _convert(kind, d["labeled_image"], "l.nii.gz"), _convert(kind, d["labeled_label"], "l_label.nii.gz")
-    )
-    assert type(out_image) is type(image) and type(out_label) is type(label)
-    assert isinstance(mask, np.ndarray if kind == "numpy" else torch.Tensor)
-    if kind == "meta":
-        assert out_image.meta["filename_or_obj"] == "u.nii.gz" and out_label.meta["filename_or_obj"] == "u_label.nii.gz"
-        assert torch.equal(out_image.affine, AFFINE) and torch.equal(out_label.affine, AFFINE)
-    _check_exact(d, out_image, out_label, mask, [1, 2])
 
 
 def test_array_soft_pseudo_label_and_onehot_gt():
@@ -83,38 +37,6 @@ def test_array_soft_pseudo_label_and_onehot_gt():
     assert torch.equal(image, torch.where(mask, torch.as_tensor(d["labeled_image"]), torch.as_tensor(d["image"])))
 
 
-def test_prob_zero_is_identity():
-    d = _item()
-    image, label, mask = SupervisedClassMix([1], prob=0.0)(d["image"], d["label"], d["labeled_image"], d["labeled_label"])
-    assert image is d["image"] and label is d["label"]
-    assert isinstance(mask, np.ndarray) and mask.dtype == bool and mask.shape == (1, 8, 8) and not mask.any()
-    t = torch.as_tensor(d["image"])
-    image, _, mask = SupervisedClassMix([1], prob=0.0)(t, torch.as_tensor(d["label"]), t, torch.as_tensor(d["labeled_label"]))
-    assert image is t and isinstance(mask, torch.Tensor) and not mask.any()
-
-
-@pytest.mark.parametrize("classes", ["random_half", "inverse_frequency", [1]])
-def test_set_random_state_determinism(classes):
-    d = _item()
-    outs = []
-    for _ in range(2):
-        t = SupervisedClassMix(classes, prob=0.5, num_classes=3)
-        t.set_random_state(42)
-        outs.append([t(d["image"], d["label"], d["labeled_image"], d["labeled_label"])[2] for _ in range(8)])
-    assert all(np.array_equal(a, b) for a, b in zip(*outs))
-    applied = [bool(m.any()) for m in outs[0]]
-    assert any(applied) and not all(applied)  # prob=0.5 over 8 draws with this seed
-
-
-def test_randomize_false_reuses_the_previous_draw():
-    d = _item()
-    t = SupervisedClassMix("random_half").set_random_state(3)
-    first = t(d["image"], d["label"], d["labeled_image"], d["labeled_label"])[2]
-    for _ in range(3):
-        again = t(d["image"], d["label"], d["labeled_image"], d["labeled_label"], randomize=False)[2]
-        assert np.array_equal(first, again)
-
-
 def test_policy_with_class_frequencies():
     d = _item()
     _, _, mask = SupervisedClassMix("rarest", class_frequencies=[900, 30, 70])(
@@ -127,80 +49,13 @@ def test_policy_with_class_frequencies():
     assert np.array_equal(mask, d["labeled_label"] == 1)
 
 
-def test_classes_absent_from_the_item_paste_nothing():
+def test_errors_of_supmix():
+    """SupMix's own messages (the shared ones: test_class_paste_common.py)."""
     d = _item()
-    d["labeled_label"] = np.zeros_like(d["labeled_label"])
-    image, label, mask = SupervisedClassMix([1, 2])(d["image"], d["label"], d["labeled_image"], d["labeled_label"])
-    assert not mask.any() and np.array_equal(image, d["image"]) and np.array_equal(label, d["label"])
-
-
-@pytest.mark.parametrize("dims", [2, 3])
-def test_dictionary_exactness_mask_key_and_prob(dims):
-    d = _item(dims=dims)
-    out = SupervisedClassMixd(classes=[2], mask_key="mix_mask")(dict(d))
-    _check_exact(d, out["image"], out["label"], out["mix_mask"], [2])
-    assert out["labeled_image"] is d["labeled_image"] and out["labeled_label"] is d["labeled_label"]
-    out = SupervisedClassMixd(classes=[1], prob=0.0, mask_key="m")(dict(d))
-    assert not out["m"].any() and out["image"] is d["image"] and out["label"] is d["label"]
-    out = SupervisedClassMixd(classes=[1])(dict(d))
-    assert "mask" not in out and set(out) == set(d)
-
-
-def test_dictionary_custom_keys_and_metatensor():
-    d = _item()
-    data = {
-        "img": _convert("meta", d["image"]),
-        "pseudo": _convert("meta", d["label"], "p.nii.gz"),
-        "l_img": _convert("meta", d["labeled_image"], "l.nii.gz"),
-        "l_seg": _convert("meta", d["labeled_label"], "ls.nii.gz"),
-    }
-    out = SupervisedClassMixD(keys=("img", "pseudo"), labeled_keys=("l_img", "l_seg"), classes=[1], mask_key="m")(data)
-    assert isinstance(out["img"], MetaTensor) and out["img"].meta["filename_or_obj"] == "u.nii.gz"
-    assert out["pseudo"].meta["filename_or_obj"] == "p.nii.gz" and torch.equal(out["img"].affine, AFFINE)
-    _check_exact(d, out["img"], out["pseudo"], out["m"], [1])
-
-
-def test_dictionary_set_random_state_propagates():
-    d = _item()
-    runs = []
-    for _ in range(2):
-        t = SupervisedClassMixd(classes="random_half", prob=0.6, mask_key="m")
-        assert t.set_random_state(11) is t
-        runs.append([t(dict(d))["m"] for _ in range(8)])
-    assert all(np.array_equal(a, b) for a, b in zip(*runs))
-    assert len({m.tobytes() for m in runs[0]}) > 1
-
-
-def test_errors():
-    d = _item()
-    with pytest.raises(KeyError, match=r"missing key\(s\) \['labeled_label'\]"):
-        SupervisedClassMixd(classes=[1])({k: v for k, v in d.items() if k != "labeled_label"})
-    with pytest.raises(KeyError, match=r"missing key\(s\) \['image'\]"):
-        SupervisedClassMixd(classes=[1])({k: v for k, v in d.items() if k != "image"})
-    partial = {k: v for k, v in d.items() if k != "labeled_image"}
-    assert SupervisedClassMixd(classes=[1], allow_missing_keys=True)(partial) == partial
-    with pytest.raises(ValueError, match="keys and labeled_keys must each name"):
-        SupervisedClassMixd(keys="image", classes=[1])
-    with pytest.raises(ValueError, match="classes must not be empty"):
-        SupervisedClassMix(classes=[])
-    with pytest.raises(ValueError, match="classes must not be empty"):
-        SupervisedClassMixd(classes=[])
-    with pytest.raises(ValueError, match="one of"):
-        SupervisedClassMix(classes="rare")
-    with pytest.raises(TypeError, match="must be a numpy array or a tensor"):
-        SupervisedClassMix([1])([1, 2], d["label"], d["labeled_image"], d["labeled_label"])
-    with pytest.raises(TypeError, match="must be a numpy array or a tensor"):
-        SupervisedClassMixd(classes=[1])({**d, "labeled_label": "seg.png"})
-    with pytest.raises(ValueError, match="expected integer class indices"):
-        SupervisedClassMix([1])(d["image"], d["label"], d["labeled_image"], d["labeled_label"].astype(np.float32))
     with pytest.raises(ValueError, match="expected integer class indices"):
         SupervisedClassMix("rarest")(d["image"], d["label"], d["labeled_image"], d["labeled_label"].astype(np.float32))
-    with pytest.raises(ValueError, match=r"\(1, 3, 8, 8\) and `image_l` \(1, 3, 4, 4\) must have the same shape"):
-        SupervisedClassMix([1])(d["image"], d["label"], d["labeled_image"][:, :4, :4], d["labeled_label"][:, :4, :4])
     with pytest.raises(ValueError, match=r"`image_u` \(1, 3, 8, 8\) and `label_u` \(1, 1, 8, 4\) must share"):
         SupervisedClassMix([1])(d["image"], d["label"][..., :4], d["labeled_image"], d["labeled_label"])
-    with pytest.raises(ValueError, match=r"indices \[3\] outside"):
-        SupervisedClassMix([3], num_classes=3)(d["image"], d["label"], d["labeled_image"], d["labeled_label"])
     with pytest.raises(ValueError, match=r"`label_l` holds class indices in \[0, 2\], outside \[0, 1\]"):
         SupervisedClassMix([1], num_classes=2)(d["image"], d["label"], d["labeled_image"], d["labeled_label"])
 

@@ -1,0 +1,216 @@
+"""The labels curve: where do unlabeled images pay, and how much of the labels gap do they close?
+
+Reads the ``cpu2`` records of ``docs/benchmarks/results.json`` (labeled sets drawn per fold
+and seed; ``python benchmarks/run_paper_benchmark.py --protocol cpu2 --plan labels_curve``)
+and writes into ``docs/benchmarks/``:
+
+- ``labels_curve.png``: pooled out-of-fold mIoU against the labeled count, one panel per
+  dataset, one line per method, fold-level 95 % interval bands;
+- ``labels_curve.json`` and ``labels_curve.md``: per (dataset, count, method) the pooled
+  out-of-fold mIoU (every reporting test image scored by its own fold's model; counts summed
+  over seeds) with its fold-level interval; the paired claims at each count (conventional and
+  ours against supervised, ours against conventional; one Holm correction over the table); the
+  labels gap (supervised with every pool image labeled minus supervised at the count, paired on
+  the same test images) and the share of it each semi-supervised method closes.
+
+Only reporting folds count (fold 0 is the development fold). A cell lists how many folds and
+seeds it holds: the grid runs over several sessions, so early tables are partial.
+
+Usage: ``python benchmarks/report_labels_curve.py [--protocol cpu2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from monai_supmix.comparison import compare_methods  # noqa: E402
+from monai_supmix.comparison.report import method_scores  # noqa: E402
+from monai_supmix.comparison.statistics import apply_holm  # noqa: E402
+from monai_supmix.utils.files import atomic_write, write_json_atomic  # noqa: E402
+
+OUT = HERE.parent / "docs" / "benchmarks"
+DEV_FOLD = 0
+METHODS = ("supervised", "conventional", "ours")
+#: the count at which every pool image is labeled (the top of the labels gap)
+ALL_LABELED = {"covid19": 40, "chase": 20}
+TITLES = {"covid19": "COVID-19 CT slices (4 reporting folds of 10 test slices)",
+          "chase": "CHASE_DB1 retinas (5 reporting folds of 2 patients)"}
+
+
+def _interval(low: float, high: float) -> str:
+    return "[no interval]" if not (math.isfinite(low) and math.isfinite(high)) else f"[{low:+.1f}, {high:+.1f}]"
+
+
+def _finite(value: float) -> float | None:
+    return value if isinstance(value, float) and math.isfinite(value) else None
+
+
+def curve_tables(records: list[dict]) -> dict:
+    """Per dataset: the scores of each (count, method), the paired claims and the labels gaps."""
+    out: dict = {}
+    for dataset in ("covid19", "chase"):
+        cells: dict = defaultdict(list)
+        for r in records:
+            if r["dataset"] == dataset and r["method"] in METHODS:
+                cells[(int(r["num_labeled"]), r["method"])].append(r)
+        if not cells:
+            continue
+        counts = sorted({n for n, _ in cells})
+        scores = []
+        for n in counts:
+            for m in METHODS:
+                if (n, m) in cells:
+                    s = method_scores(cells[(n, m)])
+                    seeds = sorted({int(r["seed"]) for r in cells[(n, m)]})
+                    scores.append({"num_labeled": n, "method": m, "seeds": seeds, **{k: s[k] for k in (
+                        "miou", "ci_low", "ci_high", "per_class", "n_runs", "n_folds", "train_seconds")}})
+        claims = []
+        for n in counts:
+            for a, b in (("supervised", "conventional"), ("supervised", "ours"), ("conventional", "ours")):
+                result = compare_methods(cells.get((n, b), []), cells.get((n, a), []))
+                if result is not None:
+                    claims.append({"claim": f"{b} > {a}", "dataset": dataset, "num_labeled": n, **result})
+        top = ALL_LABELED[dataset]
+        gaps = []
+        for n in counts:
+            if n == top or (top, "supervised") not in cells or (n, "supervised") not in cells:
+                continue
+            gap = compare_methods(cells[(top, "supervised")], cells[(n, "supervised")])
+            if gap is None:
+                continue
+            entry = {"claim": f"supervised {top} labeled > supervised {n} labeled", "dataset": dataset,
+                     "num_labeled": n, **gap, "closed": {}}
+            for m in ("conventional", "ours"):
+                gain = compare_methods(cells.get((n, m), []), cells[(n, "supervised")])
+                if gain is not None and gap["delta_miou"] > 0:
+                    entry["closed"][m] = {"share": gain["delta_miou"] / gap["delta_miou"],
+                                          "gain": gain["delta_miou"], "gain_ci": [gain["ci_low"], gain["ci_high"]]}
+            gaps.append(entry)
+        out[dataset] = {"counts": counts, "scores": scores, "claims": claims, "gaps": gaps}
+    every = [c for d in out.values() for c in d["claims"] + d["gaps"]]
+    apply_holm(every)  # one correction over every interval the table states
+    return out
+
+
+def plot(tables: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 3.9), squeeze=False)
+    for ax, (dataset, table) in zip(axes[0], tables.items()):
+        for m, colour in zip(METHODS, ("tab:gray", "tab:blue", "tab:red")):
+            rows = [s for s in table["scores"] if s["method"] == m]
+            if not rows:
+                continue
+            x = [s["num_labeled"] for s in rows]
+            y = [s["miou"] for s in rows]
+            ax.plot(x, y, marker="o", color=colour, label=m)
+            low = [s["ci_low"] if math.isfinite(s["ci_low"]) else s["miou"] for s in rows]
+            high = [s["ci_high"] if math.isfinite(s["ci_high"]) else s["miou"] for s in rows]
+            ax.fill_between(x, low, high, color=colour, alpha=0.12)
+        ax.set_xscale("log")
+        ax.set_xticks(table["counts"], [str(c) for c in table["counts"]])
+        ax.set_xlabel("labeled images")
+        ax.set_ylabel("pooled out-of-fold mIoU (points)")
+        ax.set_title(TITLES[dataset], fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(str(path), lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return True
+
+
+def markdown(tables: dict, records: list[dict], protocol: str) -> str:
+    hours = sum(r.get("train_seconds", 0.0) for r in records) / 3600
+    devices = sorted({r.get("device", "?") for r in records})
+    commits = sorted({r.get("commit") or "?" for r in records})
+    lines = [
+        "# Labels curve: where unlabeled images pay",
+        "",
+        f"Generated by `python benchmarks/report_labels_curve.py --protocol {protocol}` from {len(records)} reporting runs "
+        f"of `results.json` (protocol `{protocol}`: 2,500 iterations at 96² patches, labeled sets drawn per fold and "
+        f"seed; {hours:.1f} h of training on {', '.join(devices)}; commits {', '.join(commits)}). "
+        "Resume the grid with `python benchmarks/run_paper_benchmark.py --protocol cpu2 --plan labels_curve --seeds 0 1`.",
+        "",
+        "![labels curve](labels_curve.png)",
+        "",
+        "Pooled out-of-fold mIoU: every reporting test image scored by its own fold's model, confusion counts summed "
+        "over folds and seeds; the interval is a fold-level 95 % t-interval (per-fold mIoU, seeds averaged). "
+        "Claims are paired on the same (fold, seed) labeled draw; their intervals are t-intervals over per-fold "
+        "deltas, and *holds* means the interval excludes 0 after one Holm correction over every claim and gap below.",
+    ]
+    for dataset, table in tables.items():
+        lines += ["", f"## {TITLES[dataset]}", "", "| labeled | method | mIoU [95 % interval] | folds | seeds | runs |",
+                  "|---|---|---|---|---|---|"]
+        for s in table["scores"]:
+            lines.append(f"| {s['num_labeled']} | {s['method']} | {s['miou']:.1f} "
+                         f"{_interval(s['ci_low'], s['ci_high']).replace('+', '')} | {s['n_folds']} | "
+                         f"{','.join(map(str, s['seeds']))} | {s['n_runs']} |")
+        if table["claims"]:
+            lines += ["", "| labeled | claim | Δ mIoU [95 % interval] | folds ahead | p (Holm) | verdict |",
+                      "|---|---|---|---|---|---|"]
+            for c in table["claims"]:
+                lines.append(f"| {c['num_labeled']} | {c['claim']} | {c['delta_miou']:+.2f} {_interval(c['ci_low'], c['ci_high'])} "
+                             f"| {c['sign_positive']}/{c['sign_n']} | {c['p_value']:.3f} ({c['p_holm']:.3f}) | {c['verdict']} |")
+        if table["gaps"]:
+            lines += ["", f"Labels gap: supervised with all {ALL_LABELED[dataset]} pool images labeled minus supervised "
+                      "at the count (same test images), and the share of it each method closes (its gain over supervised "
+                      "at that count divided by the gap; the gain's interval beside it).", "",
+                      "| labeled | labels gap [95 % interval] | verdict | conventional closes | ours closes |",
+                      "|---|---|---|---|---|"]
+            for g in table["gaps"]:
+                closed = []
+                for m in ("conventional", "ours"):
+                    c = g["closed"].get(m)
+                    closed.append("–" if c is None else
+                                  f"{100 * c['share']:.0f} % ({c['gain']:+.1f} {_interval(*c['gain_ci'])})")
+                lines.append(f"| {g['num_labeled']} | {g['delta_miou']:+.2f} {_interval(g['ci_low'], g['ci_high'])} | "
+                             f"{g['verdict']} | {closed[0]} | {closed[1]} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _clean(value):
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", default="cpu2")
+    parser.add_argument("--results", default=str(OUT / "results.json"))
+    parser.add_argument("--output-dir", default=str(OUT))
+    args = parser.parse_args(argv)
+    with open(args.results) as f:
+        records = [r for r in json.load(f) if r["protocol"] == args.protocol and r["fold"] != DEV_FOLD]
+    if not records:
+        sys.exit(f"no reporting records of protocol {args.protocol!r} in {args.results}")
+    tables = curve_tables(records)
+    out = Path(args.output_dir)
+    write_json_atomic(_clean(tables), str(out / "labels_curve.json"))
+    text = markdown(tables, records, args.protocol)
+    atomic_write(str(out / "labels_curve.md"), lambda tmp: Path(tmp).write_text(text))
+    plot(tables, out / "labels_curve.png")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
