@@ -106,6 +106,7 @@ def plot(tables: dict, path: Path) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 3.9), squeeze=False)
@@ -121,6 +122,7 @@ def plot(tables: dict, path: Path) -> bool:
             high = [s["ci_high"] if math.isfinite(s["ci_high"]) else s["miou"] for s in rows]
             ax.fill_between(x, low, high, color=colour, alpha=0.12)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xticks(table["counts"], [str(c) for c in table["counts"]])
         ax.set_xlabel("labeled images")
         ax.set_ylabel("pooled out-of-fold mIoU (points)")

@@ -145,6 +145,9 @@ VARIANTS: dict[str, dict] = {
     # a stronger SUFD (5x the adversarial weight): the unlabeled COVID-19 slices are darker than
     # the labeled ones, the shift SUFD exists to align
     "ours_adv05": {**COMMON, "mix": "both", "sufd": True, "adversarial_weight": 0.05},
+    # bidirectional SupMix (BCP's idea): half of the mixed batch becomes labeled images that carry
+    # the unlabeled images' pseudo-labelled classes, so labeled and unlabeled content meet both ways
+    "ours_bidirectional": {**COMMON, "mix": "bidirectional", "sufd": True},
 }
 ALL_METHODS = {**METHODS, **VARIANTS}
 #: Methods that exist for one dataset only (keys the other bundle does not have).

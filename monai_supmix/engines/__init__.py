@@ -1,7 +1,15 @@
 """Engines: the semi-supervised trainer and the components it calls (mean teacher, pseudo-label loss, mixing, SUFD)."""
 
 from .mean_teacher import MeanTeacher
-from .mixing import MIX_MODES, ClassMixing, MixBatch, SequentialMixing, SupervisedMixing, build_mixing
+from .mixing import (
+    MIX_MODES,
+    ClassMixing,
+    MixBatch,
+    ReverseSupervisedMixing,
+    SequentialMixing,
+    SupervisedMixing,
+    build_mixing,
+)
 from .pseudo_label import PseudoLabelLoss
 from .semi_supervised_trainer import SemiSupervisedTrainer
 from .sufd import ADVERSARIAL_CRITERIA, DISCRIMINATOR_INPUTS, OUTPUT_FEATURES, SUFD, adversarial_loss
@@ -15,6 +23,7 @@ __all__ = [
     "MixBatch",
     "ClassMixing",
     "SupervisedMixing",
+    "ReverseSupervisedMixing",
     "SequentialMixing",
     "build_mixing",
     "adversarial_loss",

@@ -15,9 +15,12 @@ import torch
 
 from monai_supmix.transforms.functional import class_mix, random_flips, select_classes, supervised_class_mix
 
-__all__ = ["MixBatch", "ClassMixing", "SupervisedMixing", "SequentialMixing", "build_mixing", "MIX_MODES"]
+__all__ = [
+    "MixBatch", "ClassMixing", "SupervisedMixing", "ReverseSupervisedMixing", "SequentialMixing", "build_mixing",
+    "MIX_MODES",
+]
 
-MIX_MODES = ("none", "classmix", "supmix", "both")
+MIX_MODES = ("none", "classmix", "supmix", "both", "bidirectional")
 
 
 @dataclass
@@ -144,6 +147,72 @@ class SupervisedMixing:
                        supmix_mask=_union(batch.supmix_mask, mask))
 
 
+class ReverseSupervisedMixing:
+    """SupMix's other direction: paste the teacher's classes of unlabeled images into labeled images.
+
+    BCP's bidirectional copy-paste (Bai et al., CVPR 2023) for our mixing: the last
+    ``fraction`` of the mixed batch is replaced by labeled images (a random one of the batch,
+    flipped at random) that receive the pseudo-labeled classes of the unlabeled image in that
+    slot. Their targets are the ground truth (confidence 1) with the teacher's pseudo-label
+    and confidence where unlabeled content was pasted, so the pseudo-label loss trains them
+    with no extra pass: the student sees labeled and unlabeled content side by side in both
+    directions. For SUFD only the pasted unlabeled content of those images counts as
+    unlabeled (everything else is marked as pasted ground truth in ``supmix_mask``).
+
+    Args:
+        classes: class policy over the unlabeled source's pseudo-label (default ClassMix's
+            ``"random_half"``) or a list of class indices.
+        fraction: share of the mixed batch replaced (at least one image when > 0).
+        flip_source: flip the labeled destination (and its ground truth) at random first.
+
+    Raises:
+        ValueError: for ``fraction`` outside [0, 1]; when called on labeled and unlabeled
+            patches of different shapes.
+    """
+
+    def __init__(self, classes: Sequence[int] | str = "random_half", fraction: float = 0.5, flip_source: bool = True) -> None:
+        if not 0.0 <= float(fraction) <= 1.0:
+            raise ValueError(f"reverse SupMix fraction must be in [0, 1], got {fraction!r}.")
+        self.classes = classes
+        self.fraction = float(fraction)
+        self.flip_source = bool(flip_source)
+
+    def __call__(self, batch: MixBatch, generator: torch.Generator) -> MixBatch:
+        n = batch.images.shape[0]
+        k = min(n, max(1, round(self.fraction * n))) if self.fraction > 0 else 0
+        if k == 0:
+            return batch
+        if batch.labeled_images.shape[1:] != batch.images.shape[1:]:
+            raise ValueError(
+                f"reverse SupMix pastes unlabeled content into labeled images: their patches must have one shape, got "
+                f"labeled {tuple(batch.labeled_images.shape[1:])} and unlabeled {tuple(batch.images.shape[1:])}."
+            )
+        slots = torch.arange(n - k, n, device=batch.images.device)
+        pick = torch.randint(batch.labeled_images.shape[0], (k,), generator=generator).to(batch.images.device)
+        dest_images, dest_labels = batch.labeled_images[pick], batch.labeled_labels[pick]
+        if self.flip_source:
+            dest_images, dest_labels = random_flips(dest_images, dest_labels, generator)
+        dest_index = dest_labels.argmax(1, keepdim=True) if dest_labels.shape[1] > 1 else dest_labels
+        source_pseudo = batch.pseudo_label[slots]
+        classes = select_classes(self.classes, source_pseudo, batch.num_classes, generator=generator,
+                                 class_frequencies=batch.class_frequencies)
+        images, pseudo, mask = class_mix(dest_images.to(batch.images.dtype), dest_index.to(source_pseudo.dtype),
+                                         batch.images[slots], source_pseudo, classes)
+        confidence = torch.where(mask, batch.confidence[slots], torch.ones_like(batch.confidence[slots]))
+
+        def put(full: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
+            out = (torch.zeros_like(part[:1]).expand(n, *part.shape[1:]).clone() if full is None else full.clone())
+            out[slots] = part
+            return out
+
+        ground_truth = ~mask  # labeled content: SUFD leaves it out of the unlabeled side
+        supmix = put(batch.supmix_mask, ground_truth)
+        # the slot's earlier ClassMix paste is gone with the unlabeled destination; the new paste edge counts
+        classmix = put(batch.classmix_mask, mask)
+        return replace(batch, images=put(batch.images, images), pseudo_label=put(batch.pseudo_label, pseudo),
+                       confidence=put(batch.confidence, confidence), supmix_mask=supmix, classmix_mask=classmix)
+
+
 class SequentialMixing:
     """Apply mixing strategies one after the other (``"both"``: ClassMix, then SupMix)."""
 
@@ -172,7 +241,8 @@ def build_mixing(
     supmix_flip_source: bool = False,
     classmix_classes: Sequence[int] | str = "random_half",
 ):
-    """The mixing strategy of a bundle's ``mix`` key: ``"none"`` (None), ``"classmix"``, ``"supmix"`` or ``"both"``.
+    """The mixing strategy of a bundle's ``mix`` key: ``"none"`` (None), ``"classmix"``, ``"supmix"``, ``"both"``
+    or ``"bidirectional"`` (``"both"``, then :class:`ReverseSupervisedMixing` on half of the batch).
 
     Raises:
         ValueError: for an unknown ``mix``.
@@ -183,4 +253,6 @@ def build_mixing(
     supmix = SupervisedMixing(
         supmix_classes, supmix_num_select, supmix_prob, supmix_within_region, supmix_feather_sigma, supmix_flip_source
     )
+    if mix == "bidirectional":  # ClassMix, SupMix, then half of the batch in SupMix's other direction
+        return SequentialMixing([classmix, supmix, ReverseSupervisedMixing(classmix_classes, 0.5, supmix_flip_source)])
     return {"none": None, "classmix": classmix, "supmix": supmix, "both": SequentialMixing([classmix, supmix])}[mix]

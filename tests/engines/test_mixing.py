@@ -1,11 +1,18 @@
-"""Mixing strategies: ClassMix, SupMix (region, feathering, flips, probability) and their order in "both"."""
+"""Mixing strategies: ClassMix, SupMix (region, feathering, flips, probability), reverse SupMix, their order."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from monai_supmix.engines import ClassMixing, MixBatch, SequentialMixing, SupervisedMixing, build_mixing
+from monai_supmix.engines import (
+    ClassMixing,
+    MixBatch,
+    ReverseSupervisedMixing,
+    SequentialMixing,
+    SupervisedMixing,
+    build_mixing,
+)
 
 
 def _batch(region: bool = False) -> MixBatch:
@@ -99,3 +106,45 @@ def test_build_mixing_names():
         build_mixing("cutmix")
     with pytest.raises(ValueError, match="prob"):
         SupervisedMixing(prob=1.5)
+
+
+def test_reverse_supmix_pastes_unlabeled_classes_into_labeled_images():
+    """The last half of the batch becomes labeled images carrying the unlabeled image's pseudo-labelled classes."""
+    batch = _batch()
+    batch.supmix_mask = torch.zeros(2, 1, 16, 16, dtype=torch.bool)
+    out = ReverseSupervisedMixing([1], fraction=0.5, flip_source=False)(batch, torch.Generator().manual_seed(0))
+    # slot 0 is untouched
+    for name in ("images", "pseudo_label", "confidence"):
+        torch.testing.assert_close(getattr(out, name)[0], getattr(batch, name)[0])
+    # slot 1: image 1 had no pseudo foreground, so nothing is pasted: the labeled image, its ground truth, confidence 1
+    assert bool((out.images[1] == 5.0).all()) and torch.equal(out.pseudo_label[1], batch.labeled_labels[1])
+    assert bool((out.confidence[1] == 1.0).all()) and bool(out.supmix_mask[1].all()) and not out.classmix_mask[1].any()
+    # with a pseudo foreground band at the top of image 1, that band is pasted with the teacher's confidence
+    batch.pseudo_label[1, 0, :3] = 1
+    out = ReverseSupervisedMixing([1], fraction=0.5, flip_source=False)(batch, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.images[1, :, :3], batch.images[1, :, :3])
+    assert bool((out.images[1, :, 3:] == 5.0).all())
+    assert bool((out.pseudo_label[1, 0, :3] == 1).all()) and torch.equal(out.pseudo_label[1, :, 3:], batch.labeled_labels[1, :, 3:])
+    assert bool((out.confidence[1, 0, :3] == 0.5).all()) and bool((out.confidence[1, 0, 3:] == 1.0).all())
+    # SUFD sees only the pasted unlabeled band of that image as unlabeled
+    assert not out.supmix_mask[1, 0, :3].any() and bool(out.supmix_mask[1, 0, 3:].all())
+    assert bool(out.classmix_mask[1, 0, :3].all())
+
+
+def test_reverse_supmix_fraction_and_errors():
+    batch = _batch()
+    assert ReverseSupervisedMixing(fraction=0.0)(batch, torch.Generator()) is batch
+    out = ReverseSupervisedMixing([1], fraction=1.0, flip_source=False)(batch, torch.Generator().manual_seed(0))
+    assert bool((out.confidence[:, :, 4:] == 1.0).all())  # both slots now hold labeled images
+    with pytest.raises(ValueError, match="fraction must be in"):
+        ReverseSupervisedMixing(fraction=1.5)
+    batch.labeled_images = torch.zeros(2, 1, 8, 8)
+    with pytest.raises(ValueError, match="patches must have one shape"):
+        ReverseSupervisedMixing()(batch, torch.Generator())
+
+
+def test_bidirectional_is_both_then_reverse_supmix():
+    mixing = build_mixing("bidirectional")
+    assert [type(s) for s in mixing.strategies] == [ClassMixing, SupervisedMixing, ReverseSupervisedMixing]
+    out = mixing(_batch(), torch.Generator().manual_seed(0))
+    assert out.images.shape == (2, 1, 16, 16) and out.supmix_mask is not None and out.classmix_mask is not None

@@ -163,7 +163,7 @@ def test_adversarial_term_changes_student_only_with_sufd(sufd):
 
 
 @pytest.mark.parametrize("dims", [2, 3])
-@pytest.mark.parametrize("mix", ["none", "classmix", "supmix", "both"])
+@pytest.mark.parametrize("mix", ["none", "classmix", "supmix", "both", "bidirectional"])
 def test_all_modes_train(mix, dims):
     """Every mode and dimension updates student, teacher and discriminator, and the loss is the documented sum."""
     net = _net(dims)
