@@ -37,7 +37,7 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch.utils.data import DataLoader
 
-from monai_supmix.engines import SUFD, SemiSupervisedTrainer
+from monai_supmix.engines import SUFD, PseudoLabelLoss, SemiSupervisedTrainer
 from monai_supmix.networks import FeatureDiscriminator, feature_channels
 from monai_supmix.transforms import BatchStrongPerturbation
 
@@ -60,6 +60,10 @@ CONFIGS: dict[str, tuple[str, dict | None]] = {
                             {"mix": "both", "sufd": True, "input": "mixed", "layer": "output"}),
     "ours_pooled_sufd": ("ours, SUFD on the 2x average-pooled masked mixed softmax (candidate, not the default)",
                          {"mix": "both", "sufd": True, "input": "mixed_masked", "layer": "output", "pool": 2}),
+    "supervised_amp": ("supervised with `amp=True` (this package's trainer with mix none and weight 0; on a CPU: "
+                       "bfloat16 autocast)", {"mix": "none", "sufd": False, "weight": 0.0, "amp": True}),
+    "ours_amp": ("ours with `amp=True` (on a CPU: bfloat16 autocast; accuracy not yet checked on the development fold)",
+                 {"mix": "both", "sufd": True, "input": "mixed_masked", "layer": "output", "amp": True}),
 }
 TARGETS = {"ours": 2.5, "conventional": 2.0}
 
@@ -91,7 +95,8 @@ def build(name: str, batch: int, size: int, steps: int):
     return SemiSupervisedTrainer(
         "cpu", 1, lab_loader, net, opt, loss, DataLoader(unlabeled, batch_size=batch), num_classes=2,
         mixing=config["mix"], student_transform=BatchStrongPerturbation("fundus", 0.5, seed=0), sufd=sufd,
-        epoch_length=steps,
+        pseudo_label_loss=PseudoLabelLoss(weight=config.get("weight", 1.0)), epoch_length=steps,
+        amp=config.get("amp", False),
     )
 
 
@@ -233,6 +238,12 @@ def main() -> None:
     for name, limit in TARGETS.items():
         lines.append(f"Target `{name}` ≤ {limit}× supervised at {args.shapes[0]}: "
                      f"{'met' if result['meets_target'][name] else 'missed'} ({cpu[name]:.2f}×).  ")
+    for s in shapes:
+        t = s["seconds_per_step"]
+        lines.append(f"At {s['batch']}x{s['size']} with `amp=True` on both sides (bfloat16 autocast on this CPU): ours "
+                     f"{t['ours_amp']:.3f} s, supervised {t['supervised_amp']:.3f} s, ratio "
+                     f"{t['ours_amp'] / t['supervised_amp']:.2f}×; ours with AMP is {t['ours'] / t['ours_amp']:.2f}× "
+                     "faster than ours in float32.  ")
     for s in shapes:
         lines += ["", f"## Where a step's time goes ({s['batch']} + {s['batch']} of {s['size']}², seconds per step)", "",
                   "| part | " + " | ".join(f"`{k}`" for k in s["profile"]) + " |",

@@ -243,3 +243,30 @@ def test_gap_closed_is_a_share_only_when_there_is_a_gap():
     assert 40 <= share <= 60  # +50 of a +100 gap in pixels: about half in pooled IoU
     lines = report.gap_closed(records(0))
     assert len(lines) == 1 and "not defined" in lines[0]
+
+
+def test_labels_curve_report_finds_the_gap_and_the_share_closed(tmp_path):
+    """Planted: supervised 40 labeled ≫ supervised 2 labeled; ours halfway between; every file written."""
+    curve = _load("report_labels_curve")
+    level = {("supervised", 2): 500, ("ours", 2): 650, ("conventional", 2): 500, ("supervised", 40): 800}
+    records = []
+    for (method, labeled), tp in level.items():
+        for fold in (1, 2, 3, 4):
+            for seed in (0, 1):
+                r = _record(method, fold, seed, _counts(np.random.default_rng(100 * fold + seed), 10, tp))
+                r.update(dataset="covid19", num_labeled=labeled, protocol="cpu2", train_seconds=60.0, device="cpu")
+                records.append(r)
+    records.append({**records[0], "fold": 0, "role": "development"})  # the development fold never counts
+    (tmp_path / "results.json").write_text(json.dumps(records))
+    curve.main(["--results", str(tmp_path / "results.json"), "--output-dir", str(tmp_path)])
+    tables = json.loads((tmp_path / "labels_curve.json").read_text())["covid19"]
+    assert tables["counts"] == [2, 40]
+    claims = {(c["num_labeled"], c["claim"]): c for c in tables["claims"]}
+    assert claims[(2, "ours > supervised")]["verdict"] == "holds"
+    assert claims[(2, "conventional > supervised")]["verdict"] == "cannot tell"
+    gap = tables["gaps"][0]
+    assert gap["num_labeled"] == 2 and gap["verdict"] == "holds" and gap["delta_miou"] > 10
+    assert 0.3 < gap["closed"]["ours"]["share"] < 0.7 and abs(gap["closed"]["conventional"]["share"]) < 0.1
+    assert all(s["n_folds"] == 4 and s["seeds"] == [0, 1] for s in tables["scores"])
+    text = (tmp_path / "labels_curve.md").read_text()
+    assert "| 2 | ours > supervised |" in text and (tmp_path / "labels_curve.png").exists()
