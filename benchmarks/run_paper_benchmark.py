@@ -148,6 +148,9 @@ VARIANTS: dict[str, dict] = {
     # bidirectional SupMix (BCP's idea): half of the mixed batch becomes labeled images that carry
     # the unlabeled images' pseudo-labelled classes, so labeled and unlabeled content meet both ways
     "ours_bidirectional": {**COMMON, "mix": "bidirectional", "sufd": True},
+    # UniMatch's feature perturbation: channel dropout (0.5) on the student's bottleneck features of
+    # the mixed images, inside its one pass
+    "ours_fp": {**COMMON, "mix": "both", "sufd": True, "feature_dropout": 0.5},
 }
 ALL_METHODS = {**METHODS, **VARIANTS}
 #: Methods that exist for one dataset only (keys the other bundle does not have).

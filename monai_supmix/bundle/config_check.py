@@ -100,7 +100,7 @@ KEY_SCHEMA: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     **dict.fromkeys(("learning_rate", "discriminator_learning_rate"), _POSITIVE),
     **dict.fromkeys(("unsupervised_weight", "adversarial_weight", "perturbation_strength", "supmix_feather_sigma",
                      "unsupervised_dice_weight"), _NON_NEGATIVE),
-    **dict.fromkeys(("confidence_threshold", "discriminator_label_smoothing"), _UNIT_OPEN),
+    **dict.fromkeys(("confidence_threshold", "discriminator_label_smoothing", "feature_dropout"), _UNIT_OPEN),
     "ema_decay": ((lambda v: _number(v) and 0 < v < 1), "a number in (0, 1)"),
     "supmix_prob": ((lambda v: _number(v) and 0 <= v <= 1), "a number in [0, 1]"),
     "scale": ((lambda v: _number(v) and v > 0), "a positive number (e.g. 0.5 for half resolution)"),

@@ -1,5 +1,7 @@
-"""Engines: the semi-supervised trainer and the components it calls (mean teacher, pseudo-label loss, mixing, SUFD)."""
+"""Engines: the semi-supervised trainer and the components it calls (mean teacher, pseudo-label loss, mixing, SUFD,
+feature perturbation)."""
 
+from .feature_perturbation import FeaturePerturbation, bottleneck_layer
 from .mean_teacher import MeanTeacher
 from .mixing import (
     MIX_MODES,
@@ -20,6 +22,8 @@ __all__ = [
     "SUFD",
     "MeanTeacher",
     "PseudoLabelLoss",
+    "FeaturePerturbation",
+    "bottleneck_layer",
     "MixBatch",
     "ClassMixing",
     "SupervisedMixing",

@@ -17,6 +17,7 @@ from monai.utils import ensure_tuple
 from torch import nn
 from torch.utils.data import DataLoader
 
+from monai_supmix.engines.feature_perturbation import FeaturePerturbation
 from monai_supmix.engines.mean_teacher import MeanTeacher
 from monai_supmix.engines.mixing import MIX_MODES, MixBatch, build_mixing
 from monai_supmix.engines.pseudo_label import PseudoLabelLoss
@@ -88,6 +89,9 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             term); default ``PseudoLabelLoss()`` (confidence 0.9, weight 1, no ramp-up).
         sufd: the :class:`~monai_supmix.engines.SUFD` component (discriminator, its optimizer,
             feature layer, weight, schedule); ``None`` disables SUFD.
+        feature_perturbation: the :class:`~monai_supmix.engines.FeaturePerturbation` component
+            (channel dropout on a hidden layer, for the mixed images' rows of the student's pass);
+            ``None``: none.
         class_frequencies: pixel counts per class in the labeled set for the rarity class
             policies; when ``None`` they are accumulated from the labeled batches seen.
         unlabeled_image_key: key of the image in unlabeled batches.
@@ -124,6 +128,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         mixing: Callable | str | None = "both",
         student_transform: Callable | None = None,
         sufd: SUFD | None = None,
+        feature_perturbation: FeaturePerturbation | None = None,
         class_frequencies: Sequence[float] | None = None,
         unlabeled_image_key: str = Keys.IMAGE,
         region_key: str | None = None,
@@ -140,7 +145,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes!r}.")
         for name, value, kind in (("sufd", sufd, SUFD), ("mean_teacher", mean_teacher, MeanTeacher),
-                                  ("pseudo_label_loss", pseudo_label_loss, PseudoLabelLoss)):
+                                  ("pseudo_label_loss", pseudo_label_loss, PseudoLabelLoss),
+                                  ("feature_perturbation", feature_perturbation, FeaturePerturbation)):
             if value is not None and not isinstance(value, kind):
                 raise TypeError(f"{name} must be a monai_supmix.engines.{kind.__name__} or None, got {type(value).__name__}.")
         try:
@@ -186,6 +192,9 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self.ema_handler = self.mean_teacher.handler
         if sufd is not None:  # after the teacher's copy, so the teacher carries no feature hook
             sufd.attach(network, self.student_scaler is not None)
+        self.feature_perturbation = feature_perturbation
+        if feature_perturbation is not None:  # likewise
+            feature_perturbation.attach(network)
         self.state.class_counts = None
         self.state_dict_user_keys.append("class_counts")
         self._unlabeled_iterator: Iterator | None = None
@@ -474,14 +483,19 @@ class SemiSupervisedTrainer(SupervisedTrainer):
 
     def _student_pass(self, parts: list[torch.Tensor], sufd: SUFD | None) -> tuple[list, list]:
         """Logits (and SUFD features) of each part; one forward pass when the parts share a shape."""
+        perturb = self.feature_perturbation
         if all(p.shape[1:] == parts[0].shape[1:] for p in parts):
             sizes = [p.shape[0] for p in parts]
-            logits = self._infer(torch.cat(parts), self.network)
+            rows = (sizes[0], sizes[0] + sizes[1])  # the mixed images
+            with perturb.on_rows(*rows) if perturb is not None else contextlib.nullcontext():
+                logits = self._infer(torch.cat(parts), self.network)
             features = sufd.features(logits).split(sizes) if sufd is not None else []
             return list(logits.split(sizes)), list(features)
         logits, features = [], []  # different patch sizes: one pass per part
-        for part in parts:
-            logits.append(self._infer(part, self.network))
+        for index, part in enumerate(parts):
+            mixed = perturb is not None and index == 1
+            with perturb.on_rows(0, part.shape[0]) if mixed else contextlib.nullcontext():
+                logits.append(self._infer(part, self.network))
             if sufd is not None:
                 features.append(sufd.features(logits[-1]))
         return logits, features

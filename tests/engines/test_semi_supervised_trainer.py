@@ -440,3 +440,31 @@ def test_prepare_batch_extra_arguments_reach_the_networks():
     trainer = _trainer(Scaled(), prepare_batch=prepare_batch)
     trainer.run()
     assert seen and all(s == 0.5 for s in seen)  # student and teacher calls alike
+
+
+def test_feature_perturbation_acts_on_the_mixed_rows_of_the_students_pass_only():
+    """The labeled rows of the student's pass are those of an unperturbed pass; the teacher carries no hook."""
+    from monai_supmix.engines import FeaturePerturbation
+
+    net = _net()
+    perturbation = FeaturePerturbation(0.5)
+    trainer = _trainer(net, mix="classmix", feature_perturbation=perturbation)
+    layer = dict(trainer.teacher.named_modules())[perturbation.layer]
+    assert not layer._forward_hooks  # the teacher was copied before the hook was attached
+    seen = []
+    original = trainer._student_pass
+
+    def recording(parts, sufd):
+        logits, features = original(parts, sufd)
+        with torch.no_grad():
+            perturbation._rows = None
+            seen.append((logits, [net(p) for p in parts]))
+        return logits, features
+
+    trainer._student_pass = recording
+    trainer.run()
+    (perturbed_l, perturbed_u), (clean_l, clean_u) = seen[0]
+    torch.testing.assert_close(perturbed_l.detach(), clean_l, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(perturbed_u.detach(), clean_u, atol=1e-3)
+    with pytest.raises(TypeError, match="feature_perturbation must be a monai_supmix.engines.FeaturePerturbation"):
+        _trainer(_net(), feature_perturbation=0.5)
