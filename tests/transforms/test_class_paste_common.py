@@ -31,7 +31,8 @@ PAIRS = pytest.mark.parametrize(
 )
 
 
-def _item(seed=0, dims=2, size=8):
+def paired_item(seed=0, dims=2, size=8):
+    """An unlabeled item (image, pseudo-label) and its partner (labeled_image, labeled_label), numpy, channel-first."""
     rng = np.random.RandomState(seed)
     shape = (size,) * dims
     return {
@@ -80,7 +81,7 @@ def test_aliases_and_base_classes():
 @pytest.mark.parametrize("dims", [2, 3])
 @pytest.mark.parametrize("kind", ["numpy", "torch", "meta"])
 def test_array_types_metadata_and_exactness(array_cls, dict_cls, dims, kind):
-    d = _item(dims=dims)
+    d = paired_item(dims=dims)
     image, label = _convert(kind, d["image"]), _convert(kind, d["label"], "u_label.nii.gz")
     out_image, out_label, mask = array_cls([1, 2])(
         image, label, _convert(kind, d["labeled_image"], "l.nii.gz"), _convert(kind, d["labeled_label"], "l_label.nii.gz")
@@ -95,7 +96,7 @@ def test_array_types_metadata_and_exactness(array_cls, dict_cls, dims, kind):
 
 @PAIRS
 def test_prob_zero_is_identity(array_cls, dict_cls):
-    d = _item()
+    d = paired_item()
     image, label, mask = array_cls([1], prob=0.0)(*_args(d))
     assert image is d["image"] and label is d["label"]
     assert isinstance(mask, np.ndarray) and mask.dtype == bool and mask.shape == (1, 8, 8) and not mask.any()
@@ -108,7 +109,7 @@ def test_prob_zero_is_identity(array_cls, dict_cls):
 
 @PAIRS
 def test_classes_absent_from_the_source_paste_nothing(array_cls, dict_cls):
-    d = _item()
+    d = paired_item()
     d["labeled_label"] = np.zeros_like(d["labeled_label"])
     image, label, mask = array_cls([1, 2])(*_args(d))
     assert not mask.any() and np.array_equal(image, d["image"]) and np.array_equal(label, d["label"])
@@ -117,7 +118,7 @@ def test_classes_absent_from_the_source_paste_nothing(array_cls, dict_cls):
 @PAIRS
 @pytest.mark.parametrize("classes", ["random_half", "inverse_frequency", [1]])
 def test_set_random_state_determinism(array_cls, dict_cls, classes):
-    d = _item()
+    d = paired_item()
     runs, dict_runs = [], []
     for _ in range(2):
         t = array_cls(classes, prob=0.5, num_classes=3).set_random_state(42)
@@ -133,7 +134,7 @@ def test_set_random_state_determinism(array_cls, dict_cls, classes):
 
 @PAIRS
 def test_randomize_false_reuses_the_previous_draw(array_cls, dict_cls):
-    d = _item()
+    d = paired_item()
     t = array_cls("random_half").set_random_state(3)
     first = t(*_args(d))[2]
     for _ in range(3):
@@ -143,7 +144,7 @@ def test_randomize_false_reuses_the_previous_draw(array_cls, dict_cls):
 @PAIRS
 @pytest.mark.parametrize("dims", [2, 3])
 def test_dictionary_exactness_mask_key_and_compose(array_cls, dict_cls, dims):
-    d = _item(dims=dims)
+    d = paired_item(dims=dims)
     out = dict_cls(classes=[2], mask_key="mix_mask")(dict(d))
     _check_exact(d, out["image"], out["label"], out["mix_mask"], [2])
     assert out["labeled_image"] is d["labeled_image"] and out["labeled_label"] is d["labeled_label"]
@@ -159,7 +160,7 @@ def test_dictionary_exactness_mask_key_and_compose(array_cls, dict_cls, dims):
 @PAIRS
 def test_dictionary_custom_keys_like_monai(array_cls, dict_cls):
     """``keys`` + ``label_key`` (MONAI's form); the earlier ``keys=(image, label)`` warns and does the same."""
-    d = _item()
+    d = paired_item()
     data = {
         "img": _convert("meta", d["image"]),
         "pseudo": _convert("meta", d["label"], "p.nii.gz"),
@@ -178,7 +179,7 @@ def test_dictionary_custom_keys_like_monai(array_cls, dict_cls):
 
 @PAIRS
 def test_errors(array_cls, dict_cls):
-    d = _item()
+    d = paired_item()
     name = dict_cls.__name__
     with pytest.raises(KeyError, match=rf"{name}: missing key\(s\) \['labeled_label'\]"):
         dict_cls(classes=[1])({k: v for k, v in d.items() if k != "labeled_label"})

@@ -8,25 +8,12 @@ import torch
 from monai.data import CacheDataset, DataLoader
 from monai.transforms import Compose, EnsureTyped
 
-from monai_supmix.transforms import (
-    SupervisedClassMix,
-    SupervisedClassMixd,
-)
-
-
-def _item(seed=0, dims=2, size=8):
-    rng = np.random.RandomState(seed)
-    shape = (size,) * dims
-    return {
-        "image": rng.rand(3, *shape).astype(np.float32),
-        "label": rng.randint(0, 2, (1, *shape)).astype(np.int64),
-        "labeled_image": rng.rand(3, *shape).astype(np.float32),
-        "labeled_label": rng.randint(0, 3, (1, *shape)).astype(np.int64),
-    }
+from monai_supmix.transforms import SupervisedClassMix, SupervisedClassMixd
+from test_class_paste_common import paired_item  # the shared pair of items (this folder is on sys.path under pytest)
 
 
 def test_array_soft_pseudo_label_and_onehot_gt():
-    d = _item()
+    d = paired_item()
     soft = torch.softmax(torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(0)), 0)
     gt = torch.as_tensor(d["labeled_label"])
     onehot = torch.movedim(torch.nn.functional.one_hot(gt[0], 3), -1, 0).float()
@@ -38,7 +25,7 @@ def test_array_soft_pseudo_label_and_onehot_gt():
 
 
 def test_policy_with_class_frequencies():
-    d = _item()
+    d = paired_item()
     _, _, mask = SupervisedClassMix("rarest", class_frequencies=[900, 30, 70])(
         d["image"], d["label"], d["labeled_image"], d["labeled_label"]
     )
@@ -51,7 +38,7 @@ def test_policy_with_class_frequencies():
 
 def test_errors_of_supmix():
     """SupMix's own messages (the shared ones: test_class_paste_common.py)."""
-    d = _item()
+    d = paired_item()
     with pytest.raises(ValueError, match="expected integer class indices"):
         SupervisedClassMix("rarest")(d["image"], d["label"], d["labeled_image"], d["labeled_label"].astype(np.float32))
     with pytest.raises(ValueError, match=r"`image_u` \(1, 3, 8, 8\) and `label_u` \(1, 1, 8, 4\) must share"):
@@ -61,7 +48,7 @@ def test_errors_of_supmix():
 
 
 def test_pipeline_compose_cache_dataset_dataloader_workers():
-    data = [_item(seed=i) for i in range(6)]
+    data = [paired_item(seed=i) for i in range(6)]
     pipeline = Compose(
         [EnsureTyped(keys=list(data[0])), SupervisedClassMixd(classes=[1, 2], prob=1.0, mask_key="mask")]
     )
