@@ -161,5 +161,5 @@ class PerClassMetricsWriter:
 
 
 def _nanmean(values) -> float:
-    finite = [float(v) for v in values if v == v]
-    return sum(finite) / len(finite) if finite else float("nan")
+    """Mean over the values that are not NaN (NaN when none is); float64, as the JSON keeps them."""
+    return float(torch.nanmean(torch.tensor([float(v) for v in values], dtype=torch.float64)))
