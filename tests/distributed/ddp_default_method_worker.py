@@ -20,13 +20,14 @@ from torch.utils.data import DataLoader
 from monai_supmix.engines import SUFD, SemiSupervisedTrainer, build_mixing
 from monai_supmix.networks import FeatureDiscriminator, feature_channels
 from monai_supmix.transforms import BatchStrongPerturbation
+from monai_supmix.utils.distributed import init_distributed, shutdown_distributed
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ddp_equivalence_worker import items  # noqa: E402  (the same small random data)
 
 
 def main(out_dir: str, nan_rank: int | None) -> None:
-    dist.init_process_group("gloo")
+    init_distributed("gloo")  # also registers the tear-down that joins gloo's threads (pytorch#117762)
     rank = dist.get_rank()
     torch.manual_seed(0)
     net = UNet(2, 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
@@ -80,7 +81,7 @@ def main(out_dir: str, nan_rank: int | None) -> None:
     torch.save({**first, "skipped": skipped, "iteration": trainer.state.iteration, "student": net.state_dict(),
                 "discriminator": disc.state_dict(), "class_counts": trainer.state.class_counts},
                os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    shutdown_distributed()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from monai_supmix.engines import SUFD, PseudoLabelLoss, SemiSupervisedTrainer
 from monai_supmix.losses import ConfidenceWeightedCELoss
 from monai_supmix.networks import FeatureDiscriminator, feature_channels
+from monai_supmix.utils.distributed import init_distributed, shutdown_distributed
 
 GLOBAL_BATCH = 4
 
@@ -33,7 +34,7 @@ def main(out_file: str) -> None:
     distributed = "LOCAL_RANK" in os.environ
     world = 1
     if distributed:
-        dist.init_process_group("gloo")
+        init_distributed("gloo")  # also registers the tear-down that joins gloo's threads (pytorch#117762)
         world = dist.get_world_size()
     torch.manual_seed(0)
     net = UNet(2, 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
@@ -65,7 +66,7 @@ def main(out_file: str) -> None:
     if not distributed or dist.get_rank() == 0:
         torch.save({"student": net.state_dict(), "teacher": trainer.teacher.state_dict(), "iteration": trainer.state.iteration}, out_file)
     if distributed:
-        dist.destroy_process_group()
+        shutdown_distributed()
 
 
 if __name__ == "__main__":
