@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from monai_supmix.comparison import compare_methods  # noqa: E402
-from monai_supmix.comparison.report import method_scores  # noqa: E402
+from monai_supmix.comparison.report import _finite_or_none, _interval, method_scores  # noqa: E402
 from monai_supmix.comparison.statistics import apply_holm  # noqa: E402
 from monai_supmix.utils.files import atomic_write, write_json_atomic  # noqa: E402
 
@@ -43,14 +43,6 @@ METHODS = ("supervised", "conventional", "ours")
 ALL_LABELED = {"covid19": 40, "chase": 20}
 TITLES = {"covid19": "COVID-19 CT slices (4 reporting folds of 10 test slices)",
           "chase": "CHASE_DB1 retinas (5 reporting folds of 2 patients)"}
-
-
-def _interval(low: float, high: float) -> str:
-    return "[no interval]" if not (math.isfinite(low) and math.isfinite(high)) else f"[{low:+.1f}, {high:+.1f}]"
-
-
-def _finite(value: float) -> float | None:
-    return value if isinstance(value, float) and math.isfinite(value) else None
 
 
 def curve_tables(records: list[dict]) -> dict:
@@ -185,16 +177,6 @@ def markdown(tables: dict, records: list[dict], protocol: str) -> str:
     return "\n".join(lines)
 
 
-def _clean(value):
-    if isinstance(value, float):
-        return _finite(value)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", default="cpu2")
@@ -207,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"no reporting records of protocol {args.protocol!r} in {args.results}")
     tables = curve_tables(records)
     out = Path(args.output_dir)
-    write_json_atomic(_clean(tables), str(out / "labels_curve.json"))
+    write_json_atomic(_finite_or_none(tables), str(out / "labels_curve.json"))
     text = markdown(tables, records, args.protocol)
     atomic_write(str(out / "labels_curve.md"), lambda tmp: Path(tmp).write_text(text))
     plot(tables, out / "labels_curve.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import importlib
 import inspect
 import json
 import os
@@ -60,27 +61,13 @@ def _int_list(lengths: tuple[int, ...] | None, minimum: int, expected: str) -> t
     return check, expected
 
 
-def _choice(names: Callable[[], tuple[str, ...]]) -> tuple[Callable[[Any], bool], Callable[[], str]]:
-    # the names come from the component that uses them (imported when checked: no import cycle)
+def _choice(module: str, name: str) -> tuple[Callable[[Any], bool], Callable[[], str]]:
+    """Membership in the tuple ``module.name`` of the component that uses it (imported when checked: no import cycle)."""
+
+    def names() -> tuple:
+        return tuple(getattr(importlib.import_module(module), name))
+
     return (lambda v: v in names()), (lambda: f"one of {names()}")
-
-
-def _mix_modes() -> tuple[str, ...]:
-    from monai_supmix.engines import MIX_MODES
-
-    return tuple(MIX_MODES)
-
-
-def _discriminator_inputs() -> tuple[str, ...]:
-    from monai_supmix.engines import DISCRIMINATOR_INPUTS
-
-    return tuple(DISCRIMINATOR_INPUTS)
-
-
-def _intensity_modes() -> tuple[str, ...]:
-    from monai_supmix.data.transforms import INTENSITY_MODES
-
-    return tuple(INTENSITY_MODES)
 
 
 _BOOLEAN = (lambda v: isinstance(v, bool)), "true or false (on the command line: True/False)"
@@ -109,9 +96,9 @@ KEY_SCHEMA: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "discriminator_channels": _int_list(None, 1, "a list of positive integers, one per strided block, e.g. [32, 64]"),
     "spatial_size": _int_list((2, 3), 16, "a list of 2 (or 3) integers >= 16, e.g. [192, 192]"),
     "patch_size": _int_list((2, 3), 16, "a list of 2 (or 3) integers >= 16"),
-    "mix": _choice(_mix_modes),
-    "discriminator_input": _choice(_discriminator_inputs),
-    "intensity_normalization": _choice(_intensity_modes),
+    "mix": _choice("monai_supmix.engines", "MIX_MODES"),
+    "discriminator_input": _choice("monai_supmix.engines", "DISCRIMINATOR_INPUTS"),
+    "intensity_normalization": _choice("monai_supmix.data.transforms", "INTENSITY_MODES"),
     "class_names": ((lambda v: isinstance(v, (list, tuple)) and all(isinstance(n, str) for n in v)),
                     "a list of names, one per class"),
 }

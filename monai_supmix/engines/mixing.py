@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from monai_supmix.transforms.functional import class_mix, random_flips, select_classes, supervised_class_mix
+from monai_supmix.transforms.functional import _to_index, class_mix, random_flips, select_classes, supervised_class_mix
 
 __all__ = [
     "MixBatch", "ClassMixing", "SupervisedMixing", "ReverseSupervisedMixing", "SequentialMixing", "build_mixing",
@@ -192,7 +192,7 @@ class ReverseSupervisedMixing:
         dest_images, dest_labels = batch.labeled_images[pick], batch.labeled_labels[pick]
         if self.flip_source:
             dest_images, dest_labels = random_flips(dest_images, dest_labels, generator)
-        dest_index = dest_labels.argmax(1, keepdim=True) if dest_labels.shape[1] > 1 else dest_labels
+        dest_index = _to_index("labeled_labels", dest_labels)
         source_pseudo = batch.pseudo_label[slots]
         classes = select_classes(self.classes, source_pseudo, batch.num_classes, generator=generator,
                                  class_frequencies=batch.class_frequencies)

@@ -191,7 +191,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self.teacher = self.mean_teacher.attach(self, network)
         self.ema_handler = self.mean_teacher.handler
         if sufd is not None:  # after the teacher's copy, so the teacher carries no feature hook
-            sufd.attach(network, self.student_scaler is not None)
+            sufd.attach(network, self.amp_device if self.student_scaler is not None else None)
         self.feature_perturbation = feature_perturbation
         if feature_perturbation is not None:  # likewise
             feature_perturbation.attach(network)

@@ -175,11 +175,12 @@ class SUFD:
         self._collapse_warned = False
 
     # ------------------------------------------------------------------ set-up
-    def attach(self, network: nn.Module, scaled: bool) -> None:
-        """Tap the student ``network`` (called by the trainer); ``scaled``: float16 AMP, so a gradient scaler too."""
+    def attach(self, network: nn.Module, scaler_device: str | None = None) -> None:
+        """Tap the student ``network`` (called by the trainer); ``scaler_device``: float16 AMP on that device
+        type, so a gradient scaler there too (``None``: no scaler)."""
         if self.feature_layer != OUTPUT_FEATURES:
             self._tap = FeatureTap(network, self.feature_layer)
-        self.scaler = torch.amp.GradScaler("cuda") if scaled else None
+        self.scaler = torch.amp.GradScaler(scaler_device) if scaler_device else None
 
     @property
     def needs_plain_pass(self) -> bool:

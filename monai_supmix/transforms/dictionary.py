@@ -8,9 +8,8 @@ dictionary transforms, ``keys`` names the image and ``label_key`` the label.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-
 import warnings
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
