@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from monai_supmix.utils.distributed import unwrap_module
 
@@ -57,6 +56,7 @@ class FeaturePerturbation:
         self.p = float(p)
         self.layer = layer
         self._rows: tuple[int, int] | None = None
+        self._generator: torch.Generator | None = None
         self._handle = None
 
     def attach(self, network: nn.Module) -> None:
@@ -76,18 +76,28 @@ class FeaturePerturbation:
             self._handle = None
 
     @contextlib.contextmanager
-    def on_rows(self, start: int, stop: int) -> Iterator[None]:
-        """Perturb rows ``start:stop`` of the batch in the forward passes inside this block (training mode only)."""
+    def on_rows(self, start: int, stop: int, generator: torch.Generator | None = None) -> Iterator[None]:
+        """Perturb rows ``start:stop`` of the batch in the forward passes inside this block (training mode only).
+
+        ``generator`` (a CPU generator) draws the dropped channels; the trainer passes its rank-aware
+        stream of the iteration, so every rank drops its own channels and a resumed run drops the same.
+        ``None``: PyTorch's global generator.
+        """
         self._rows = (int(start), int(stop))
+        self._generator = generator
         try:
             yield
         finally:
-            self._rows = None
+            self._rows, self._generator = None, None
 
     def _hook(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor | None:
         if self._rows is None or not module.training or not torch.is_tensor(output):
             return None
         start, stop = self._rows
-        dropout = F.dropout3d if output.ndim == 5 else F.dropout2d
-        perturbed = dropout(output[start:stop], self.p, training=True)
+        rows = output[start:stop]
+        # channel dropout (as Dropout2d/3d: whole channels zeroed, the rest scaled by 1 / (1 - p)), drawn
+        # from the given generator, which torch.nn.functional.dropout2d cannot take
+        shape = (*rows.shape[:2], *([1] * (rows.ndim - 2)))
+        keep = torch.rand(shape, generator=self._generator) >= self.p
+        perturbed = rows * (keep.to(device=rows.device, dtype=rows.dtype) / (1.0 - self.p))
         return torch.cat([output[:start], perturbed, output[stop:]])

@@ -328,10 +328,11 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         state = np.random.SeedSequence([self.seed, rank(), stream, iteration]).generate_state(1)
         return int(state[0]) % 2**31
 
-    def _generator(self, iteration: int) -> torch.Generator:
-        """The mixing strategies' generator at ``iteration`` (reproducible, rank-aware)."""
+    def _generator(self, iteration: int, stream: int = 0) -> torch.Generator:
+        """A CPU generator of ``stream`` at ``iteration`` (reproducible, rank-aware): 0 the mixing strategies,
+        2 the feature perturbation (1 seeds the strong view's transform)."""
         gen = torch.Generator()
-        gen.manual_seed(self._stream_seed(0, iteration))
+        gen.manual_seed(self._stream_seed(stream, iteration))
         return gen
 
     def _update_class_counts(self, targets: torch.Tensor) -> torch.Tensor:
@@ -484,17 +485,19 @@ class SemiSupervisedTrainer(SupervisedTrainer):
     def _student_pass(self, parts: list[torch.Tensor], sufd: SUFD | None) -> tuple[list, list]:
         """Logits (and SUFD features) of each part; one forward pass when the parts share a shape."""
         perturb = self.feature_perturbation
+        # the dropped channels come from a rank-aware stream of this iteration, like the mixing and strong view
+        stream = self._generator(self.state.iteration, stream=2) if perturb is not None else None
         if all(p.shape[1:] == parts[0].shape[1:] for p in parts):
             sizes = [p.shape[0] for p in parts]
             rows = (sizes[0], sizes[0] + sizes[1])  # the mixed images
-            with perturb.on_rows(*rows) if perturb is not None else contextlib.nullcontext():
+            with perturb.on_rows(*rows, stream) if perturb is not None else contextlib.nullcontext():
                 logits = self._infer(torch.cat(parts), self.network)
             features = sufd.features(logits).split(sizes) if sufd is not None else []
             return list(logits.split(sizes)), list(features)
         logits, features = [], []  # different patch sizes: one pass per part
         for index, part in enumerate(parts):
             mixed = perturb is not None and index == 1
-            with perturb.on_rows(0, part.shape[0]) if mixed else contextlib.nullcontext():
+            with perturb.on_rows(0, part.shape[0], stream) if mixed else contextlib.nullcontext():
                 logits.append(self._infer(part, self.network))
             if sufd is not None:
                 features.append(sufd.features(logits[-1]))

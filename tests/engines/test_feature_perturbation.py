@@ -58,3 +58,18 @@ def test_bad_arguments():
             FeaturePerturbation(p)
     with pytest.raises(ValueError, match="'decoder.9' is not a submodule of UNet; valid names: model, model.0"):
         FeaturePerturbation(0.5, "decoder.9").attach(_unet())
+
+
+def test_the_generator_decides_the_dropped_channels():
+    """The trainer passes its rank-aware stream: the same seed drops the same channels, another seed others."""
+    net = _unet().train()
+    perturbation = FeaturePerturbation(0.5)
+    perturbation.attach(net)
+    x = torch.rand(2, 1, 16, 16)
+
+    def run(seed):
+        with torch.no_grad(), perturbation.on_rows(0, 2, torch.Generator().manual_seed(seed)):
+            return net(x)
+
+    torch.testing.assert_close(run(3), run(3))
+    assert not torch.allclose(run(3), run(4))
