@@ -151,6 +151,9 @@ VARIANTS: dict[str, dict] = {
     # UniMatch's feature perturbation: channel dropout (0.5) on the student's bottleneck features of
     # the mixed images, inside its one pass
     "ours_fp": {**COMMON, "mix": "both", "sufd": True, "feature_dropout": 0.5},
+    # the step-cost issue: ours with mixed precision (bfloat16 autocast on a CPU, float16 on CUDA);
+    # 1.3-1.5x faster on an AVX512-BF16 CPU (step_time.md): does it give up accuracy?
+    "ours_amp": {**COMMON, "mix": "both", "sufd": True, "amp": True},
 }
 ALL_METHODS = {**METHODS, **VARIANTS}
 #: Methods that exist for one dataset only (keys the other bundle does not have).
