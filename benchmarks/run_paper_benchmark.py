@@ -154,6 +154,9 @@ VARIANTS: dict[str, dict] = {
     # the step-cost issue: ours with mixed precision (bfloat16 autocast on a CPU, float16 on CUDA);
     # 1.3-1.5x faster on an AVX512-BF16 CPU (step_time.md): does it give up accuracy?
     "ours_amp": {**COMMON, "mix": "both", "sufd": True, "amp": True},
+    # the step-cost issue: SUFD's arithmetic is 0.37x a supervised step (FLOPs, step_time.md); a
+    # 16-32 discriminator does a quarter of it at full resolution (the pooled one sees a quarter of the pixels)
+    "ours_disc16": {**COMMON, "mix": "both", "sufd": True, "discriminator_channels": [16, 32]},
 }
 ALL_METHODS = {**METHODS, **VARIANTS}
 #: Methods that exist for one dataset only (keys the other bundle does not have).
