@@ -60,6 +60,8 @@ CONFIGS: dict[str, tuple[str, dict | None]] = {
                             {"mix": "both", "sufd": True, "input": "mixed", "layer": "output"}),
     "ours_pooled_sufd": ("ours, SUFD on the 2x average-pooled masked mixed softmax (candidate, not the default)",
                          {"mix": "both", "sufd": True, "input": "mixed_masked", "layer": "output", "pool": 2}),
+    "ours_disc16": ("ours with a 16-32 discriminator (candidate, not the default)",
+                    {"mix": "both", "sufd": True, "input": "mixed_masked", "layer": "output", "channels": (16, 32)}),
     "supervised_amp": ("supervised with `amp=True` (this package's trainer with mix none and weight 0; on a CPU: "
                        "bfloat16 autocast)", {"mix": "none", "sufd": False, "weight": 0.0, "amp": True}),
     "ours_amp": ("ours with `amp=True` (on a CPU: bfloat16 autocast; accuracy not yet checked on the development fold)",
@@ -98,6 +100,23 @@ def build(name: str, batch: int, size: int, steps: int):
         pseudo_label_loss=PseudoLabelLoss(weight=config.get("weight", 1.0)), epoch_length=steps,
         amp=config.get("amp", False),
     )
+
+
+def flops_per_step(name: str, batch: int, size: int) -> float:
+    """Floating-point operations of one training step of ``name`` (convolutions and matrix products).
+
+    Counted with :class:`torch.utils.flop_counter.FlopCounterMode` over two steps: a count
+    of the arithmetic, the same on every machine and free of the load noise that wall-clock
+    ratios on a shared CPU carry. Normalisation, activations and the optimizer are not
+    counted (they are memory-bound and a few per cent of a step).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    trainer = build(name, batch, size, 2)
+    trainer.state.max_epochs = 1
+    with FlopCounterMode(display=False) as counter:
+        trainer.run()
+    return counter.get_total_flops() / 2
 
 
 def time_once(name: str, batch: int, size: int, steps: int) -> float:
@@ -174,9 +193,12 @@ def measure(batch: int, size: int, steps: int, rounds: int, names) -> dict:
             samples[name].append(time_once(name, batch, size, steps))
     median = {k: statistics.median(v) for k, v in samples.items()}
     per_round = {k: [t / s for t, s in zip(samples[k], samples["supervised"])] for k in names}
+    flops = {name: flops_per_step(name, batch, size) for name in names}
     return {
         "batch": batch,
         "size": size,
+        "flops_per_step": flops,
+        "flop_ratio_to_supervised": {k: v / flops["supervised"] for k, v in flops.items()},
         "seconds_per_step": median,
         "ratio_to_supervised": {k: statistics.median(per_round[k]) for k in names},
         "ratio_range": {k: [min(v), max(v)] for k, v in per_round.items()},
@@ -203,6 +225,7 @@ def main() -> None:
     cpu = shapes[0]["ratio_to_supervised"]
     result = {
         "ratio_to_supervised": cpu,
+        "flop_ratio_to_supervised": shapes[0]["flop_ratio_to_supervised"],
         "targets": {k: f"<= {v}x supervised at {args.shapes[0]}" for k, v in TARGETS.items()},
         "meets_target": {k: cpu[k] <= v for k, v in TARGETS.items()},
         "descriptions": {k: v[0] for k, v in CONFIGS.items()},
@@ -226,18 +249,25 @@ def main() -> None:
         "ratio (every configuration timed once per round, back to back), the range its smallest and largest. Every shape was "
         "measured on this CPU (no GPU was lent for this measurement).",
         "",
-        "| configuration | " + " | ".join(f"s/step {s['batch']}+{s['batch']} of {s['size']}² | × supervised (range)"
-                                          for s in shapes) + " |",
-        "|---|" + "---|---|" * len(shapes),
+        "| configuration | " + " | ".join(f"s/step {s['batch']}+{s['batch']} of {s['size']}² | × supervised (range) "
+                                          "| FLOP × supervised" for s in shapes) + " |",
+        "|---|" + "---|---|---|" * len(shapes),
     ]
     for name, (text, _) in CONFIGS.items():
         cells = " | ".join(f"{s['seconds_per_step'][name]:.3f} | {s['ratio_to_supervised'][name]:.2f} "
-                           f"({s['ratio_range'][name][0]:.2f}–{s['ratio_range'][name][1]:.2f})" for s in shapes)
+                           f"({s['ratio_range'][name][0]:.2f}–{s['ratio_range'][name][1]:.2f}) | "
+                           f"{s['flop_ratio_to_supervised'][name]:.2f}" for s in shapes)
         lines.append(f"| `{name}`: {text} | {cells} |")
-    lines += [""]
+    lines += ["", "FLOP × supervised: the arithmetic of one step (convolutions and matrix products, counted by "
+              "`torch.utils.flop_counter.FlopCounterMode`) over the supervised step's; it is the same on every "
+              "machine, so it shows which differences in the wall-clock columns are work and which are noise, "
+              f"and the floor under any implementation of that step in float32 before any overhead (supervised: "
+              f"{shapes[0]['flops_per_step']['supervised'] / 1e9:.2f} GFLOP per step at {args.shapes[0]}).", ""]
+    flop_cpu = shapes[0]["flop_ratio_to_supervised"]
     for name, limit in TARGETS.items():
         lines.append(f"Target `{name}` ≤ {limit}× supervised at {args.shapes[0]}: "
-                     f"{'met' if result['meets_target'][name] else 'missed'} ({cpu[name]:.2f}×).  ")
+                     f"{'met' if result['meets_target'][name] else 'missed'} ({cpu[name]:.2f}×; its arithmetic "
+                     f"alone is {flop_cpu[name]:.2f}×).  ")
     for s in shapes:
         t = s["seconds_per_step"]
         lines.append(f"At {s['batch']}x{s['size']} with `amp=True` on both sides (bfloat16 autocast on this CPU): ours "
