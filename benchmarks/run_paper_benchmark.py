@@ -59,8 +59,9 @@ NUM_FOLDS = {"chase": 6, "covid19": 5}
 #: student's strong view at half strength; SupMix inside the FOV / lungs with feathered
 #: edges, a flipped source and a paste on half of the images; output-space SUFD on the
 #: masked mixed images (pasted ground truth and a margin around paste edges left out; no extra
-#: student pass) with label smoothing and a 32-64 discriminator (docs/benchmarks/README.md,
-#: "Development fold"; issue "A semi-supervised step at most 2.5x a supervised one").
+#: student pass) with label smoothing and a 32-64 discriminator on the softmax average-pooled 2x
+#: (since 2026-12-03, session 3: docs/benchmarks/README.md, "Development fold"; issue "A
+#: semi-supervised step at most 2.5x a supervised one").
 COMMON = {
     "strong_perturbation": True,
     "perturbation_strength": 0.5,
@@ -73,6 +74,7 @@ COMMON = {
     "discriminator_input": "mixed_masked",
     "paste_margin": 8,
     "discriminator_channels": [32, 64],
+    "discriminator_pool": 2,
     "discriminator_label_smoothing": 0.2,
     "adversarial_weight": 0.01,
     "class_adaptive_threshold": False,
@@ -87,6 +89,10 @@ METHODS = {
     "sufd": {**COMMON, "mix": "classmix", "sufd": True},
     "ours": {**COMMON, "mix": "both", "sufd": True},
 }
+
+#: COMMON before 2026-12-03 (session 3): SUFD on the full-resolution softmax. The variants of ours
+#: tested on it keep it, so that they re-run as they ran.
+FULLRES = {**COMMON, "discriminator_pool": 1}
 
 #: The bundles' settings when the development-fold variants below were measured (protocol
 #: ``cpu1500``); every variant is spelled out on top of them so that it re-runs as it ran.
@@ -131,36 +137,40 @@ VARIANTS: dict[str, dict] = {
                     "feature_layer": "output", "discriminator_label_smoothing": 0.2},
     # the previous SUFD (before the step-cost work): the plain unlabeled images in one more student
     # pass, a 64-128 discriminator; the strong view is the batched one in both
-    "ours_plain_sufd": {**COMMON, "mix": "both", "sufd": True, "discriminator_input": "unlabeled",
+    "ours_plain_sufd": {**FULLRES, "mix": "both", "sufd": True, "discriminator_input": "unlabeled",
                         "discriminator_channels": [64, 128]},
-    # a cheaper SUFD candidate (issue on step time): the masked mixed softmax average-pooled 2x first
+    # a cheaper SUFD candidate (issue on step time): the masked mixed softmax average-pooled 2x first;
+    # the bundles' default since 2026-12-03 (session 3), so the same as ours from then on
     "ours_pooled_sufd": {**COMMON, "mix": "both", "sufd": True, "discriminator_pool": 2},
+    # ours before that: SUFD on the full-resolution masked mixed softmax (the labels-curve and
+    # development runs of ours made before the change were relabelled to this name)
+    "ours_fullres_sufd": {**FULLRES, "mix": "both", "sufd": True},
     # COVID-19: per-slice percentile intensity scaling (the unlabeled slices are darker than the labeled)
     "supervised_pct": {"mix": "none", "sufd": False, "unsupervised_weight": 0.0, "intensity_normalization": "percentile"},
     "conventional_pct": {**COMMON, "mix": "classmix", "sufd": False, "intensity_normalization": "percentile"},
     # hypotheses for the lowest labeled counts (issue "Where unlabeled images pay"), on ours:
     # a longer labeled-only phase before self-training (the unsupervised and adversarial terms
     # ramp up over 1,500 of the 2,500 iterations instead of 600: a better teacher first)
-    "ours_warmup": {**COMMON, "mix": "both", "sufd": True, "rampup_iterations": 1500},
+    "ours_warmup": {**FULLRES, "mix": "both", "sufd": True, "rampup_iterations": 1500},
     # a stronger SUFD (5x the adversarial weight): the unlabeled COVID-19 slices are darker than
     # the labeled ones, the shift SUFD exists to align
-    "ours_adv05": {**COMMON, "mix": "both", "sufd": True, "adversarial_weight": 0.05},
+    "ours_adv05": {**FULLRES, "mix": "both", "sufd": True, "adversarial_weight": 0.05},
     # bidirectional SupMix (BCP's idea): half of the mixed batch becomes labeled images that carry
     # the unlabeled images' pseudo-labelled classes, so labeled and unlabeled content meet both ways
-    "ours_bidirectional": {**COMMON, "mix": "bidirectional", "sufd": True},
+    "ours_bidirectional": {**FULLRES, "mix": "bidirectional", "sufd": True},
     # UniMatch's feature perturbation: channel dropout (0.5) on the student's bottleneck features of
     # the mixed images, inside its one pass
-    "ours_fp": {**COMMON, "mix": "both", "sufd": True, "feature_dropout": 0.5},
+    "ours_fp": {**FULLRES, "mix": "both", "sufd": True, "feature_dropout": 0.5},
     # the step-cost issue: ours with mixed precision (bfloat16 autocast on a CPU, float16 on CUDA);
     # 1.3-1.5x faster on an AVX512-BF16 CPU (step_time.md): does it give up accuracy?
-    "ours_amp": {**COMMON, "mix": "both", "sufd": True, "amp": True},
+    "ours_amp": {**FULLRES, "mix": "both", "sufd": True, "amp": True},
     # the step-cost issue: SUFD's arithmetic is 0.37x a supervised step (FLOPs, step_time.md); a
     # 16-32 discriminator does a quarter of it at full resolution (the pooled one sees a quarter of the pixels)
-    "ours_disc16": {**COMMON, "mix": "both", "sufd": True, "discriminator_channels": [16, 32]},
+    "ours_disc16": {**FULLRES, "mix": "both", "sufd": True, "discriminator_channels": [16, 32]},
     # the confidence threshold at the lowest counts: by the last fifth of training the teacher is confident
     # (>= 0.9) on 93-99 % of the mixed pixels at 2-5 labeled slices (conventional 98-99 %), a sign of
     # confirmation bias; a stricter threshold keeps only its surest pseudo-labels
-    "ours_thr097": {**COMMON, "mix": "both", "sufd": True, "confidence_threshold": 0.97},
+    "ours_thr097": {**FULLRES, "mix": "both", "sufd": True, "confidence_threshold": 0.97},
 }
 ALL_METHODS = {**METHODS, **VARIANTS}
 #: Methods that exist for one dataset only (keys the other bundle does not have).

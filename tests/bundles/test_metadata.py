@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 METHOD_KEYS = ("mix", "supmix_classes", "supmix_prob", "supmix_within_region", "supmix_feather_sigma",
                "supmix_flip_source", "classmix_classes", "strong_perturbation", "perturbation_strength", "sufd",
                "feature_layer", "adversarial_weight", "discriminator_input", "paste_margin", "discriminator_channels",
+               "discriminator_pool",
                "discriminator_label_smoothing", "unsupervised_weight", "confidence_threshold", "ema_decay")
 
 
