@@ -49,27 +49,25 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 #: The bundles' discriminator (``discriminator_channels``) and the one before this profile.
 DISC_CHANNELS = (32, 64)
 PREVIOUS_DISC_CHANNELS = (64, 128)
+#: The bundles' default step (``discriminator_pool 2`` since 0.4.0); the SUFD variants below change one thing of it.
+OURS = {"mix": "both", "sufd": True, "input": "mixed_masked", "layer": "output", "pool": 2}
 #: name -> (description, settings). ``ours`` is the bundles' default step; ``conventional`` the
 #: grid's conventional method; the others take one component away or restore an earlier choice.
 CONFIGS: dict[str, tuple[str, dict | None]] = {
     "supervised": ("supervised (MONAI SupervisedTrainer)", None),
     "conventional": ("conventional: ClassMix + strong view", {"mix": "classmix", "sufd": False}),
     "supmix": ("+ SupMix", {"mix": "both", "sufd": False}),
-    "ours": ("ours: + SUFD on the masked mixed softmax average-pooled 2x, 32-64 discriminator (bundle default)",
-             {"mix": "both", "sufd": True, "input": "mixed_masked", "layer": "output", "pool": 2}),
+    "ours": ("ours: + SUFD on the masked mixed softmax average-pooled 2x, 32-64 discriminator (bundle default)", OURS),
     "ours_fullres_sufd": ("ours with the previous default SUFD: the full-resolution masked mixed softmax",
-                          {"mix": "both", "sufd": True, "input": "mixed_masked", "layer": "output"}),
+                          {**OURS, "pool": 1}),
     "ours_plain_sufd": ("ours with the SUFD before that: plain unlabeled images (one more student pass), 64-128",
-                        {"mix": "both", "sufd": True, "input": "unlabeled", "layer": "output",
-                         "channels": PREVIOUS_DISC_CHANNELS}),
-    "ours_mixed_unmasked": ("ours, SUFD on the pooled mixed images with paste edges visible",
-                            {"mix": "both", "sufd": True, "input": "mixed", "layer": "output", "pool": 2}),
+                        {**OURS, "input": "unlabeled", "pool": 1, "channels": PREVIOUS_DISC_CHANNELS}),
+    "ours_mixed_unmasked": ("ours, SUFD on the pooled mixed images with paste edges visible", {**OURS, "input": "mixed"}),
     "ours_disc16": ("ours with a full-resolution 16-32 discriminator (the other candidate, not the default)",
-                    {"mix": "both", "sufd": True, "input": "mixed_masked", "layer": "output", "channels": (16, 32)}),
+                    {**OURS, "pool": 1, "channels": (16, 32)}),
     "supervised_amp": ("supervised with `amp=True` (this package's trainer with mix none and weight 0; on a CPU: "
                        "bfloat16 autocast)", {"mix": "none", "sufd": False, "weight": 0.0, "amp": True}),
-    "ours_amp": ("ours with `amp=True` (on a CPU: bfloat16 autocast)",
-                 {"mix": "both", "sufd": True, "input": "mixed_masked", "layer": "output", "pool": 2, "amp": True}),
+    "ours_amp": ("ours with `amp=True` (on a CPU: bfloat16 autocast)", {**OURS, "amp": True}),
 }
 TARGETS = {"ours": 2.5, "conventional": 2.0}
 #: The clock every timing reads: wall-clock by default; ``--clock cpu`` (with ``--threads 1``) reads the
@@ -120,7 +118,6 @@ def flops_per_step(name: str, batch: int, size: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     trainer = build(name, batch, size, 2)
-    trainer.state.max_epochs = 1
     with FlopCounterMode(display=False) as counter:
         trainer.run()
     return counter.get_total_flops() / 2
@@ -128,7 +125,6 @@ def flops_per_step(name: str, batch: int, size: int) -> float:
 
 def time_once(name: str, batch: int, size: int, steps: int) -> float:
     trainer = build(name, batch, size, steps)
-    trainer.state.max_epochs = 1
     start = CLOCK["now"]()
     trainer.run()
     return (CLOCK["now"]() - start) / steps
@@ -175,7 +171,6 @@ def profile(name: str, batch: int, size: int, steps: int) -> dict[str, float]:
                     handlers[i] = (timed(handler, label), args, kwargs)
         elif target is not None and getattr(target, attribute, None) is not None:
             setattr(target, attribute, timed(getattr(target, attribute), label))
-    trainer.state.max_epochs = 1
     start = CLOCK["now"]()
     trainer.run()
     total = CLOCK["now"]() - start
