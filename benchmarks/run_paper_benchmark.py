@@ -168,7 +168,7 @@ VARIANTS: dict[str, dict] = {
     # 16-32 discriminator does a quarter of it at full resolution (the pooled one sees a quarter of the pixels)
     "ours_disc16": {**FULLRES, "mix": "both", "sufd": True, "discriminator_channels": [16, 32]},
     # the confidence threshold at the lowest counts: by the last fifth of training the teacher is confident
-    # (>= 0.9) on 93-99 % of the mixed pixels at 2-5 labeled slices (conventional 98-99 %), a sign of
+    # (>= 0.9) on 91-98 % of the mixed pixels at 2-5 labeled slices (conventional 97-100 %), a sign of
     # confirmation bias; a stricter threshold keeps only its surest pseudo-labels
     "ours_thr097": {**FULLRES, "mix": "both", "sufd": True, "confidence_threshold": 0.97},
 }
