@@ -179,6 +179,9 @@ VARIANTS: dict[str, dict] = {
     "ours_dice": {**COMMON, "mix": "both", "sufd": True, "unsupervised_dice_weight": 1.0},
     # ... and per-class thresholds from the teacher's running confidence (FlexMatch-like)
     "ours_adaptive": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True},
+    # ... and distribution alignment (ReMixMatch): the teacher's class probabilities rescaled so that
+    # their running mean matches the labeled class shares, before the pseudo-labels are taken
+    "ours_da": {**COMMON, "mix": "both", "sufd": True, "distribution_alignment": True},
 }
 ALL_METHODS = {**METHODS, **VARIANTS}
 #: Methods that exist for one dataset only (keys the other bundle does not have).

@@ -1,6 +1,7 @@
 """Engines: the semi-supervised trainer and the components it calls (mean teacher, pseudo-label loss, mixing, SUFD,
 feature perturbation)."""
 
+from .distribution_alignment import DistributionAlignment
 from .feature_perturbation import FeaturePerturbation, bottleneck_layer
 from .mean_teacher import MeanTeacher
 from .mixing import (
@@ -23,6 +24,7 @@ __all__ = [
     "MeanTeacher",
     "PseudoLabelLoss",
     "FeaturePerturbation",
+    "DistributionAlignment",
     "bottleneck_layer",
     "MixBatch",
     "ClassMixing",

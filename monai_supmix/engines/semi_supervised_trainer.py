@@ -17,6 +17,7 @@ from monai.utils import ensure_tuple
 from torch import nn
 from torch.utils.data import DataLoader
 
+from monai_supmix.engines.distribution_alignment import DistributionAlignment
 from monai_supmix.engines.feature_perturbation import FeaturePerturbation
 from monai_supmix.engines.mean_teacher import MeanTeacher
 from monai_supmix.engines.mixing import MIX_MODES, MixBatch, build_mixing
@@ -92,6 +93,9 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         feature_perturbation: the :class:`~monai_supmix.engines.FeaturePerturbation` component
             (channel dropout on a hidden layer, for the mixed images' rows of the student's pass);
             ``None``: none.
+        distribution_alignment: the :class:`~monai_supmix.engines.DistributionAlignment` component
+            (the teacher's class probabilities rescaled towards the labeled class frequencies before
+            the pseudo-labels are taken); ``None``: none.
         class_frequencies: pixel counts per class in the labeled set for the rarity class
             policies; when ``None`` they are accumulated from the labeled batches seen.
         unlabeled_image_key: key of the image in unlabeled batches.
@@ -129,6 +133,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         student_transform: Callable | None = None,
         sufd: SUFD | None = None,
         feature_perturbation: FeaturePerturbation | None = None,
+        distribution_alignment: DistributionAlignment | None = None,
         class_frequencies: Sequence[float] | None = None,
         unlabeled_image_key: str = Keys.IMAGE,
         region_key: str | None = None,
@@ -146,7 +151,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             raise ValueError(f"num_classes must be >= 2, got {num_classes!r}.")
         for name, value, kind in (("sufd", sufd, SUFD), ("mean_teacher", mean_teacher, MeanTeacher),
                                   ("pseudo_label_loss", pseudo_label_loss, PseudoLabelLoss),
-                                  ("feature_perturbation", feature_perturbation, FeaturePerturbation)):
+                                  ("feature_perturbation", feature_perturbation, FeaturePerturbation),
+                                  ("distribution_alignment", distribution_alignment, DistributionAlignment)):
             if value is not None and not isinstance(value, kind):
                 raise TypeError(f"{name} must be a monai_supmix.engines.{kind.__name__} or None, got {type(value).__name__}.")
         try:
@@ -195,8 +201,12 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self.feature_perturbation = feature_perturbation
         if feature_perturbation is not None:  # likewise
             feature_perturbation.attach(network)
+        self.distribution_alignment = distribution_alignment
         self.state.class_counts = None
         self.state_dict_user_keys.append("class_counts")
+        self.state.teacher_class_mean = None  # the running mean of distribution alignment
+        if distribution_alignment is not None:  # checkpoints made without it still load
+            self.state_dict_user_keys.append("teacher_class_mean")
         self._unlabeled_iterator: Iterator | None = None
         self._unlabeled_consumed = 0
         self._network_args: tuple[tuple, dict] = ((), {})
@@ -388,10 +398,20 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         return out
 
     # ---------------------------------------------------------------- iteration
-    def _pseudo_labels(self, images_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The EMA teacher's pseudo-labels (``B×1×spatial`` indices) and their confidence on the weak view."""
+    def _pseudo_labels(
+        self, images_u: torch.Tensor, frequencies: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The EMA teacher's pseudo-labels (``B×1×spatial`` indices) and their confidence on the weak view.
+
+        With distribution alignment the probabilities are first rescaled towards the labeled class
+        ``frequencies``.
+        """
         with torch.no_grad(), self._autocast():
             probs = torch.softmax(self._infer(images_u, self.teacher).float(), dim=1)
+        if self.distribution_alignment is not None and frequencies is not None:
+            probs, self.state.teacher_class_mean = self.distribution_alignment(
+                probs, frequencies, self.state.teacher_class_mean
+            )
         confidence, pseudo = probs.max(dim=1, keepdim=True)
         return pseudo, confidence
 
@@ -430,7 +450,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         )
         # 2. unlabeled batch and the teacher's pseudo-labels on the weak view
         images_u, region_u = engine._next_unlabeled()
-        pseudo, confidence = engine._pseudo_labels(images_u)
+        pseudo, confidence = engine._pseudo_labels(images_u, frequencies)
         # 3. mixing
         mixed = MixBatch(images_u, pseudo, confidence, inputs_l, targets_l, engine.num_classes, region_u, frequencies)
         if engine.mixing is not None:

@@ -270,3 +270,13 @@ def test_labels_curve_report_finds_the_gap_and_the_share_closed(tmp_path):
     assert all(s["n_folds"] == 4 and s["seeds"] == [0, 1] for s in tables["scores"])
     text = (tmp_path / "labels_curve.md").read_text()
     assert "| 2 | ours > supervised |" in text and (tmp_path / "labels_curve.png").exists()
+    assert all(s["area_ratio"]["fg"] > 0 for s in tables["scores"]) and "predicted / true area" in text
+
+
+def test_area_ratio_reports_under_segmentation():
+    """Planted: a model that finds 300 of 1,000 foreground pixels and adds 60 false ones predicts 0.36 of the area."""
+    curve = _load("report_labels_curve")
+    counts = [np.array([[9000, 700, 60], [300, 60, 700]]) for _ in range(3)]
+    assert curve.area_ratios([_record("conventional", 1, 0, counts)]) == {"fg": pytest.approx(0.36)}
+    exact = [np.array([[9000, 100, 100], [900, 100, 100]])]
+    assert curve.area_ratios([_record("supervised", 1, 0, exact)])["fg"] == pytest.approx(1.0)

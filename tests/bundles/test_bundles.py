@@ -199,15 +199,17 @@ def test_covid_bundle_with_four_classes_on_a_medseg_nifti_phantom(phantom_cache,
     np.testing.assert_allclose(seg.affine, nib.load(os.path.join(data, "tr_im.nii.gz")).affine)
 
 
-@pytest.mark.parametrize("mix, sufd", [("none", False), ("classmix", False), ("supmix", True), ("both", True)])
-def test_every_mix_mode_trains_through_the_bundle(mix, sufd, phantom_cache, tmp_path):
-    """Each `mix` (and SUFD on/off) runs end to end, with the strong view and the anatomy region on."""
+@pytest.mark.parametrize("mix, sufd, extra", [("none", False, {}), ("classmix", False, {}), ("supmix", True, {}),
+                                              ("both", True, {}), ("both", True, {"distribution_alignment": True})])
+def test_every_mix_mode_trains_through_the_bundle(mix, sufd, extra, phantom_cache, tmp_path):
+    """Each `mix` (and SUFD on/off, distribution alignment) runs end to end, with the strong view and the anatomy region on."""
     out = str(tmp_path / "out")
     run_bundle("chase", ("train",), run_id="training", output_dir=out, mix=mix, sufd=sufd,
-               discriminator_input="unlabeled", supmix_feather_sigma=1.0, supmix_flip_source=True, **TINY)
+               discriminator_input="unlabeled", supmix_feather_sigma=1.0, supmix_flip_source=True, **extra, **TINY)
     state = torch.load(os.path.join(out, "models", "checkpoint_epoch=1.pt"), map_location="cpu", weights_only=False)
     assert ("discriminator" in state) == sufd
     assert state["trainer"]["iteration"] == TINY["iterations_per_epoch"]
+    assert ("teacher_class_mean" in state["trainer"]) == bool(extra.get("distribution_alignment"))
 
 
 def test_evaluation_and_inference_take_the_training_settings_from_model_pt(phantom_cache, tmp_path):

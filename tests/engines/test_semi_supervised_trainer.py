@@ -12,7 +12,7 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch.utils.data import DataLoader
 
-from monai_supmix.engines import MeanTeacher, PseudoLabelLoss, SUFD, SemiSupervisedTrainer, loss_terms
+from monai_supmix.engines import DistributionAlignment, MeanTeacher, PseudoLabelLoss, SUFD, SemiSupervisedTrainer, loss_terms
 from monai_supmix.losses import ConfidenceWeightedCELoss
 from monai_supmix.transforms import BatchPerturbation, strong_perturbation
 from monai_supmix.handlers import attach_resumable_checkpoints
@@ -468,3 +468,22 @@ def test_feature_perturbation_acts_on_the_mixed_rows_of_the_students_pass_only()
     assert not torch.allclose(perturbed_u.detach(), clean_u, atol=1e-3)
     with pytest.raises(TypeError, match="feature_perturbation must be a monai_supmix.engines.FeaturePerturbation"):
         _trainer(_net(), feature_perturbation=0.5)
+
+
+def test_distribution_alignment_rescales_the_teachers_pseudo_labels_and_is_checkpointed():
+    seen = []
+
+    class Recording(DistributionAlignment):
+        def __call__(self, probs, prior, running):
+            seen.append(torch.as_tensor(prior).clone())
+            return super().__call__(probs, prior, running)
+
+    trainer = _trainer(_net(), distribution_alignment=Recording(0.5))
+    trainer.run()
+    assert len(seen) == trainer.state.iteration == 2
+    # the prior is the labeled class counts seen so far; the running mean is kept in the state
+    assert seen[-1].sum() == 2 * 2 * 32 * 32
+    assert len(trainer.state.teacher_class_mean) == 2 and "teacher_class_mean" in trainer.state_dict_user_keys
+    assert "teacher_class_mean" not in _trainer(_net()).state_dict_user_keys  # older checkpoints still load
+    with pytest.raises(TypeError, match="distribution_alignment must be a monai_supmix.engines.DistributionAlignment"):
+        _trainer(_net(), distribution_alignment=object())
