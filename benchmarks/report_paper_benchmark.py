@@ -199,16 +199,17 @@ def development(records: list[dict]) -> list[str]:
 
     Each row: pooled mIoU and per-class pooled IoU on the fold's test images, the difference to
     supervised and to the reference conventional run of the same protocol (the first of
-    ``conventional``, ``conventional_strong``), and, for SUFD runs, the discriminator's
-    accuracy over the last fifth of training (from the run's log, when it is still there).
+    ``conventional``, ``conventional_strong``), each seed's own mIoU (a seed is a labeled draw in
+    protocol ``cpu2``), and, for SUFD runs, the discriminator's accuracy over the last fifth of
+    training (from the run's log, when it is still there).
     """
     lines = []
     for protocol in sorted({r["protocol"] for r in records}):
         cells = stats.group_runs([r for r in records if r["protocol"] == protocol])
         steps = sorted({r["steps"] for r in records if r["protocol"] == protocol})
         lines += [f"**Protocol `{protocol}`** ({', '.join(str(s) for s in steps)} iterations):", "",
-                  "| dataset (labeled) | method | pooled mIoU | per class | vs supervised | vs conventional | D acc |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| dataset (labeled) | method | pooled mIoU | per class | vs supervised | vs conventional | per seed | D acc |",
+                  "|---|---|---|---|---|---|---|---|"]
         for (dataset, labeled, method), runs in sorted(
             cells.items(), key=lambda kv: (kv[0][0], kv[0][1], _order(kv[0][2]), kv[0][2])
         ):
@@ -223,9 +224,10 @@ def development(records: list[dict]) -> list[str]:
                 a, b, keys, n = stats.paired_counts(runs, base)
                 columns.append(f"{100 * float(stats.pooled_miou(a) - stats.pooled_miou(b)):+.2f}" if keys else "–")
             accuracy = _discriminator_accuracy(runs[0]["id"])
+            per_seed = ", ".join(f"{r['seed']}: {100 * r['pooled_miou']:.2f}" for r in sorted(runs, key=lambda r: r["seed"]))
             lines.append(
                 f"| {dataset} ({labeled}) | `{method}` | {cell['pooled_miou']:.2f} | {per_class} | {columns[0]} | "
-                f"{columns[1]} | {'–' if accuracy is None else f'{accuracy:.2f}'} |"
+                f"{columns[1]} | {per_seed} | {'–' if accuracy is None else f'{accuracy:.2f}'} |"
             )
         lines.append("")
     return lines

@@ -280,3 +280,21 @@ def test_area_ratio_reports_under_segmentation():
     assert curve.area_ratios([_record("conventional", 1, 0, counts)]) == {"fg": pytest.approx(0.36)}
     exact = [np.array([[9000, 100, 100], [900, 100, 100]])]
     assert curve.area_ratios([_record("supervised", 1, 0, exact)])["fg"] == pytest.approx(1.0)
+
+
+def test_development_table_lists_each_seeds_labeled_draw():
+    """Fold-0 rows pool the seeds and also give each seed's (each labeled draw's) own mIoU."""
+    rng = np.random.default_rng(5)
+    records = []
+    for seed, tp in ((0, 800), (7, 400)):
+        for method, gain in (("supervised", 0), ("ours", 50)):
+            counts = [c + np.array([[0, 0, 0], [gain, -gain, -gain]]) for c in _counts(rng, 4, tp)]
+            r = _record(method, 0, seed, counts)
+            records.append(dict(r, protocol="cpu2", steps=2500, id=f"dev_{method}_s{seed}", miou=r["pooled_miou"],
+                                infnet_dice={"bg": 0.9, "fg": 0.5}, train_seconds=60.0))
+    lines = report.development(records)
+    row = next(line for line in lines if "`ours`" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    per_seed = dict(part.split(": ") for part in cells[6].split(", "))
+    assert list(per_seed) == ["0", "7"] and float(per_seed["0"]) > float(per_seed["7"])
+    assert float(cells[4]) > 0  # ours ahead of supervised, paired on the same images and seeds
