@@ -273,6 +273,25 @@ def test_labels_curve_report_finds_the_gap_and_the_share_closed(tmp_path):
     assert all(s["area_ratio"]["fg"] > 0 for s in tables["scores"]) and "predicted / true area" in text
 
 
+def test_labels_curve_report_adds_a_variant_with_its_claims(tmp_path):
+    """A variant of ours gets its rows and the claims against ours and supervised; other variants stay out."""
+    curve = _load("report_labels_curve")
+    level = {"supervised": 500, "ours": 520, "ours_adaptive": 700, "ours_other": 900}
+    records = []
+    for method, tp in level.items():
+        for fold in (1, 2, 3, 4):
+            r = _record(method, fold, 0, _counts(np.random.default_rng(fold), 10, tp))
+            r.update(dataset="chase", num_labeled=1, protocol="cpu2", train_seconds=60.0, device="cpu")
+            records.append(r)
+    (tmp_path / "results.json").write_text(json.dumps(records))
+    curve.main(["--results", str(tmp_path / "results.json"), "--output-dir", str(tmp_path), "--variants", "ours_adaptive"])
+    tables = json.loads((tmp_path / "labels_curve.json").read_text())["chase"]
+    assert {s["method"] for s in tables["scores"]} == {"supervised", "ours", "ours_adaptive"}
+    claims = {c["claim"]: c for c in tables["claims"]}
+    assert claims["ours_adaptive > ours"]["verdict"] == "holds" and claims["ours_adaptive > ours"]["delta_miou"] > 5
+    assert "ours_adaptive > supervised" in claims and "--variants ours_adaptive" in (tmp_path / "labels_curve.md").read_text()
+
+
 def test_area_ratio_reports_under_segmentation():
     """Planted: a model that finds 300 of 1,000 foreground pixels and adds 60 false ones predicts 0.36 of the area."""
     curve = _load("report_labels_curve")
