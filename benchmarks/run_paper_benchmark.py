@@ -87,7 +87,9 @@ METHODS = {
     "conventional": {**COMMON, "mix": "classmix", "sufd": False},
     "supmix": {**COMMON, "mix": "both", "sufd": False},
     "sufd": {**COMMON, "mix": "classmix", "sufd": True},
-    "ours": {**COMMON, "mix": "both", "sufd": True},
+    # since 2026-12-03 (session 4, bundles 0.5.0) with class-adaptive thresholds: docs/benchmarks/README.md,
+    # "Development fold"; conventional, +SupMix and +SUFD keep the fixed threshold of COMMON
+    "ours": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True},
 }
 
 #: COMMON before 2026-12-03 (session 3): SUFD on the full-resolution softmax. The variants of ours
@@ -177,8 +179,15 @@ VARIANTS: dict[str, dict] = {
     # less confident vessel pixels are filtered out. Two remedies on the current step (COMMON):
     # Dice + cross-entropy on the pseudo-labels (Dice weighs every class alike) ...
     "ours_dice": {**COMMON, "mix": "both", "sufd": True, "unsupervised_dice_weight": 1.0},
-    # ... and per-class thresholds from the teacher's running confidence (FlexMatch-like)
+    # ... and per-class thresholds from the teacher's running confidence (FlexMatch-like); the bundles'
+    # default since 0.5.0, so the same as ours from then on
     "ours_adaptive": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True},
+    # ours before 0.5.0: one fixed threshold (0.9) for every class (the runs of ours made before the
+    # change were relabelled to this name)
+    "ours_fixed_threshold": {**COMMON, "mix": "both", "sufd": True},
+    # conventional with the same class-adaptive thresholds: how much of ours' gain at the lowest counts
+    # is the thresholds alone (still to run: docs/benchmarks/README.md)
+    "conventional_adaptive_thr": {**COMMON, "mix": "classmix", "sufd": False, "class_adaptive_threshold": True},
     # ... and distribution alignment (ReMixMatch): the teacher's class probabilities rescaled so that
     # their running mean matches the labeled class shares, before the pseudo-labels are taken
     "ours_da": {**COMMON, "mix": "both", "sufd": True, "distribution_alignment": True},

@@ -3,7 +3,7 @@
 import logging as _logging
 import warnings as _warnings
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = ["__version__"]
 

@@ -15,7 +15,8 @@ METHOD_KEYS = ("mix", "supmix_classes", "supmix_prob", "supmix_within_region", "
                "supmix_flip_source", "classmix_classes", "strong_perturbation", "perturbation_strength", "sufd",
                "feature_layer", "adversarial_weight", "discriminator_input", "paste_margin", "discriminator_channels",
                "discriminator_pool",
-               "discriminator_label_smoothing", "unsupervised_weight", "confidence_threshold", "ema_decay")
+               "discriminator_label_smoothing", "unsupervised_weight", "confidence_threshold", "class_adaptive_threshold",
+               "ema_decay")
 
 
 def _load(bundle: str, name: str) -> dict:
