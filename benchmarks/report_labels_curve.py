@@ -28,12 +28,14 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from monai_supmix.comparison import compare_methods  # noqa: E402
 from monai_supmix.comparison.report import _finite_or_none, _interval, method_scores  # noqa: E402
-from monai_supmix.comparison.statistics import apply_holm  # noqa: E402
+from monai_supmix.comparison.statistics import apply_holm, image_counts  # noqa: E402
 from monai_supmix.utils.files import atomic_write, write_json_atomic  # noqa: E402
 
 OUT = HERE.parent / "docs" / "benchmarks"
@@ -51,20 +53,17 @@ def area_ratios(records: list[dict]) -> dict[str, float]:
     Below 1 the models under-segment the class, above 1 they over-segment it: the diagnostic of
     how self-training fails at the lowest counts (on CHASE_DB1 the vessels shrink).
     """
-    names = records[0]["class_names"]
-    out = {}
-    for c, name in enumerate(names[1:], start=1):
-        tp = sum(p["tp"][c] for r in records for p in r["per_image"])
-        fp = sum(p["fp"][c] for r in records for p in r["per_image"])
-        fn = sum(p["fn"][c] for r in records for p in r["per_image"])
-        out[name] = (tp + fp) / (tp + fn) if tp + fn else float("nan")
-    return out
+    total = np.sum([c for r in records for c in image_counts(r).values()], axis=0)  # C×3 (TP, FP, FN)
+    tp, fp, fn = total[:, 0], total[:, 1], total[:, 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = (tp + fp) / (tp + fn)
+    return {name: float(ratio[c]) for c, name in enumerate(records[0]["class_names"]) if c > 0}
 
 
 def curve_tables(records: list[dict], variants: tuple[str, ...] = ()) -> dict:
     """Per dataset: the scores of each (count, method), the paired claims and the labels gaps.
 
-    ``variants`` (benchmark variants of ours, e.g. ``ours_adaptive``) get rows of their own where
+    ``variants`` (benchmark variants, e.g. ``ours_fixed_threshold``) get rows of their own where
     they ran and the claims "variant > ours" and "variant > supervised", inside the same Holm
     correction as every other claim.
     """
@@ -215,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", default=str(OUT / "results.json"))
     parser.add_argument("--output-dir", default=str(OUT))
     parser.add_argument("--variants", nargs="*", default=[],
-                        help="benchmark variants of ours to add as rows and claims (e.g. ours_adaptive)")
+                        help="benchmark variants to add as rows and claims against ours and supervised "
+                             "(e.g. ours_fixed_threshold)")
     args = parser.parse_args(argv)
     with open(args.results) as f:
         records = [r for r in json.load(f) if r["protocol"] == args.protocol and r["fold"] != DEV_FOLD]
@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     tables = curve_tables(records, tuple(args.variants))
     out = Path(args.output_dir)
     write_json_atomic(_finite_or_none(tables), str(out / "labels_curve.json"))
-    text = markdown(tables, [r for r in records if r["method"] in METHODS + tuple(args.variants)], args.protocol,
-                    args.variants)
+    shown = set(METHODS) | set(args.variants)
+    text = markdown(tables, [r for r in records if r["method"] in shown], args.protocol, args.variants)
     atomic_write(str(out / "labels_curve.md"), lambda tmp: Path(tmp).write_text(text))
     plot(tables, out / "labels_curve.png")
     print(text)
