@@ -7,6 +7,8 @@ from torch import nn
 from monai.losses import MaskedDiceLoss
 from torch.nn import functional as F
 
+from monai_supmix.utils.distributed import all_reduce_sum
+
 __all__ = ["ConfidenceWeightedCELoss"]
 
 
@@ -85,6 +87,8 @@ class ConfidenceWeightedCELoss(nn.Module):
         conf = confidence.reshape(-1).float()
         sums = torch.zeros(num_classes, device=conf.device).index_add_(0, index, conf)
         counts = torch.bincount(index, minlength=num_classes)[:num_classes].float()
+        # summed over the ranks under torch.distributed, so that every rank keeps the same thresholds
+        sums, counts = all_reduce_sum(torch.stack([sums, counts])).unbind(0)
         seen = counts > 0
         means = torch.where(seen, sums / counts.clamp_min(1), torch.zeros_like(sums)).cpu()
         if self.class_confidence.numel() != num_classes:

@@ -17,7 +17,8 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch.utils.data import DataLoader
 
-from monai_supmix.engines import SUFD, SemiSupervisedTrainer, build_mixing
+from monai_supmix.engines import SUFD, PseudoLabelLoss, SemiSupervisedTrainer, build_mixing
+from monai_supmix.losses import ConfidenceWeightedCELoss
 from monai_supmix.networks import FeatureDiscriminator, feature_channels
 from monai_supmix.transforms import BatchStrongPerturbation
 from monai_supmix.utils.distributed import init_distributed, shutdown_distributed
@@ -56,6 +57,7 @@ def main(out_dir: str, nan_rank: int | None) -> None:
         num_classes=2,
         mixing=build_mixing("both", supmix_prob=0.5, supmix_feather_sigma=1.0, supmix_flip_source=True),
         student_transform=BatchStrongPerturbation("ct", 0.5, seed=0),
+        pseudo_label_loss=PseudoLabelLoss(ConfidenceWeightedCELoss(0.9, class_adaptive=True)),  # the 0.5.0 default
         sufd=SUFD(disc_model, torch.optim.Adam(disc_model.parameters(), 1e-3), feature_layer="output", weight=0.1,
                   paste_margin=0, label_smoothing=0.2),
         on_nonfinite="skip",
@@ -79,7 +81,8 @@ def main(out_dir: str, nan_rank: int | None) -> None:
     )
     trainer.run()
     torch.save({**first, "skipped": skipped, "iteration": trainer.state.iteration, "student": net.state_dict(),
-                "discriminator": disc.state_dict(), "class_counts": trainer.state.class_counts},
+                "discriminator": disc.state_dict(), "class_counts": trainer.state.class_counts,
+                "class_confidence": trainer.pseudo_label_loss.loss_function.class_confidence},
                os.path.join(out_dir, f"rank{rank}.pt"))
     shutdown_distributed()
 

@@ -41,7 +41,7 @@ def test_ddp_matches_single_process(tmp_path):
 
 @pytest.mark.parametrize("nan_rank", [None, 1])
 def test_default_method_under_ddp_draws_per_rank_and_skips_together(tmp_path, nan_rank):
-    """ClassMix + SupMix + strong view + SUFD on 2 ranks: each rank its own masks; a NaN on one rank skips on all."""
+    """ClassMix + SupMix + strong view + SUFD + class-adaptive thresholds on 2 ranks: each rank its own masks; a NaN on one rank skips on all."""
     args = [str(HERE / "ddp_default_method_worker.py"), str(tmp_path)] + ([] if nan_rank is None else [str(nan_rank)])
     proc = _torchrun(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -53,6 +53,9 @@ def test_default_method_under_ddp_draws_per_rank_and_skips_together(tmp_path, na
         assert r0[key].any() or r1[key].any()
     assert not (torch.equal(r0["classmix"], r1["classmix"]) and torch.equal(r0["supmix"], r1["supmix"]))
     assert r0["class_counts"] == r1["class_counts"]  # class counts for the class policies: summed over ranks
+    # class-adaptive thresholds from the confidence of every rank's mixed pixels: the same on all ranks
+    assert r0["class_confidence"].numel() == 2
+    torch.testing.assert_close(r0["class_confidence"], r1["class_confidence"])
     assert r0["skipped"] == r1["skipped"] == ([] if nan_rank is None else [2])  # decided together, no hang
     for key in r0["student"]:  # DDP kept the replicas identical
         torch.testing.assert_close(r0["student"][key], r1["student"][key], msg=key)
