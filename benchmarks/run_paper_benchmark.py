@@ -188,6 +188,10 @@ VARIANTS: dict[str, dict] = {
     # conventional with the same class-adaptive thresholds: how much of ours' gain at the lowest counts
     # is the thresholds alone (still to run: docs/benchmarks/README.md)
     "conventional_adaptive_thr": {**COMMON, "mix": "classmix", "sufd": False, "class_adaptive_threshold": True},
+    # ... and each of ours' two components alone on top of those thresholds: at 1 labeled retina
+    # conventional_adaptive_thr is ahead of ours; which of SupMix and SUFD costs the points?
+    "supmix_adaptive_thr": {**COMMON, "mix": "both", "sufd": False, "class_adaptive_threshold": True},
+    "sufd_adaptive_thr": {**COMMON, "mix": "classmix", "sufd": True, "class_adaptive_threshold": True},
     # ... and distribution alignment (ReMixMatch): the teacher's class probabilities rescaled so that
     # their running mean matches the labeled class shares, before the pseudo-labels are taken
     "ours_da": {**COMMON, "mix": "both", "sufd": True, "distribution_alignment": True},
