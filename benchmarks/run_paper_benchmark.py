@@ -192,6 +192,10 @@ VARIANTS: dict[str, dict] = {
     # conventional_adaptive_thr is ahead of ours; which of SupMix and SUFD costs the points?
     "supmix_adaptive_thr": {**COMMON, "mix": "both", "sufd": False, "class_adaptive_threshold": True},
     "sufd_adaptive_thr": {**COMMON, "mix": "classmix", "sufd": True, "class_adaptive_threshold": True},
+    # the same settings as ours, from the commit on that keeps SupMix's pasted ground truth (confidence 1)
+    # out of the class-adaptive thresholds' learning status (0.5.0 counted it, so the pasted classes
+    # looked learnt and kept their full threshold): the development-fold test of that change
+    "ours_teacher_status": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True},
     # ... and distribution alignment (ReMixMatch): the teacher's class probabilities rescaled so that
     # their running mean matches the labeled class shares, before the pseudo-labels are taken
     "ours_da": {**COMMON, "mix": "both", "sufd": True, "distribution_alignment": True},

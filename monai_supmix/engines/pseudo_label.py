@@ -56,5 +56,14 @@ class PseudoLabelLoss:
         """The ramp-up factor in [0, 1] at a 0-based iteration."""
         return rampup_factor(iteration, self.rampup_iterations, self.rampup_schedule)
 
-    def __call__(self, logits: torch.Tensor, pseudo_label: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, logits: torch.Tensor, pseudo_label: torch.Tensor, confidence: torch.Tensor,
+        teacher_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The loss; ``teacher_mask`` (pixels whose pseudo-label is the teacher's, not pasted ground
+        truth) reaches loss functions that keep a per-class learning status
+        (:class:`~monai_supmix.losses.ConfidenceWeightedCELoss` with ``class_adaptive``) and is not
+        passed to any other ``f(logits, pseudo_label, confidence)``."""
+        if teacher_mask is not None and getattr(self.loss_function, "class_adaptive", False):
+            return self.loss_function(logits, pseudo_label, confidence, status_mask=teacher_mask)
         return self.loss_function(logits, pseudo_label, confidence)

@@ -468,7 +468,10 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             out[Keys.PRED] = logits_l
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             sup_loss = engine.loss_function(logits_l, targets_l).mean()
-            unsup_loss = engine.pseudo_label_loss(logits_u, mixed.pseudo_label, mixed.confidence)
+            # SupMix's pasted ground truth (confidence 1) is no measure of the teacher: kept out of the
+            # class-adaptive thresholds' learning status
+            teacher_mask = None if mixed.supmix_mask is None else ~mixed.supmix_mask
+            unsup_loss = engine.pseudo_label_loss(logits_u, mixed.pseudo_label, mixed.confidence, teacher_mask)
             # SUFD's unlabeled side is the last part: the plain images when present, else the mixed
             # images (with pasted ground truth and paste edges masked out for "mixed_masked")
             weight_u = sufd.unlabeled_weight(mixed) if sufd is not None else None

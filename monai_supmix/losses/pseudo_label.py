@@ -26,7 +26,9 @@ class ConfidenceWeightedCELoss(nn.Module):
     mean of the teacher's confidence on the pixels it assigns to class ``c`` (FlexMatch's
     idea of per-class learning status): a class the teacher is less sure of (thin vessels,
     consolidation) is not filtered out wholesale while the frequent classes keep the full
-    threshold.
+    threshold. The status measures the teacher: pixels that are not its predictions (SupMix's
+    pasted ground truth, confidence 1) are left out of it through ``status_mask``, else the
+    pasted classes would look learnt and get their full threshold back.
 
     With ``dice_weight > 0`` a soft Dice term on the confident pixels
     (:class:`monai.losses.MaskedDiceLoss`, pooled over the batch) is added, so that the
@@ -82,9 +84,13 @@ class ConfidenceWeightedCELoss(nn.Module):
         return (self.threshold * status).clamp(min=self.min_threshold, max=self.threshold).cpu()
 
     @torch.no_grad()
-    def _update_status(self, target: torch.Tensor, confidence: torch.Tensor, num_classes: int) -> None:
+    def _update_status(
+        self, target: torch.Tensor, confidence: torch.Tensor, num_classes: int, keep: torch.Tensor | None = None
+    ) -> None:
         index = target.reshape(-1).long()
         conf = confidence.reshape(-1).float()
+        if keep is not None:  # the teacher's pixels only (an empty selection leaves the status as it is)
+            index, conf = index[keep.reshape(-1)], conf[keep.reshape(-1)]
         sums = torch.zeros(num_classes, device=conf.device).index_add_(0, index, conf)
         counts = torch.bincount(index, minlength=num_classes)[:num_classes].float()
         # summed over the ranks under torch.distributed, so that every rank keeps the same thresholds
@@ -106,13 +112,19 @@ class ConfidenceWeightedCELoss(nn.Module):
         mask = (confidence >= tau).to(confidence.dtype)
         return mask * confidence if self.soft else mask
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, confidence: torch.Tensor,
+        status_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Return the weighted loss.
 
         Args:
             logits: student logits ``B×K×spatial``.
             target: pseudo-label index map ``B×1×spatial`` (integer).
             confidence: confidence map ``B×1×spatial`` in [0, 1].
+            status_mask: optional ``B×1×spatial`` bool map of the pixels whose confidence is the
+                teacher's (default: all); only these update the per-class learning status of
+                ``class_adaptive``. Every pixel still counts in the loss.
 
         Raises:
             ValueError: when the spatial shapes differ.
@@ -122,8 +134,11 @@ class ConfidenceWeightedCELoss(nn.Module):
                 f"logits {tuple(logits.shape)}, target {tuple(target.shape)} and confidence "
                 f"{tuple(confidence.shape)} must share batch and spatial shape (target/confidence with 1 channel)."
             )
+        if status_mask is not None and status_mask.shape != target.shape:
+            raise ValueError(f"status_mask {tuple(status_mask.shape)} must have the target's shape {tuple(target.shape)}.")
         if self.class_adaptive and self.training:
-            self._update_status(target[:, 0], confidence[:, 0], logits.shape[1])
+            keep = None if status_mask is None else status_mask[:, 0].bool()
+            self._update_status(target[:, 0], confidence[:, 0], logits.shape[1], keep)
         ce = F.cross_entropy(logits.float(), target[:, 0].long(), reduction="none")
         weights = self.weights(confidence[:, 0].float(), target[:, 0])
         loss = (ce * weights).mean()

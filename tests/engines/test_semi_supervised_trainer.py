@@ -487,3 +487,22 @@ def test_distribution_alignment_rescales_the_teachers_pseudo_labels_and_is_check
     assert "teacher_class_mean" not in _trainer(_net()).state_dict_user_keys  # older checkpoints still load
     with pytest.raises(TypeError, match="distribution_alignment must be a monai_supmix.engines.DistributionAlignment"):
         _trainer(_net(), distribution_alignment=object())
+
+
+def test_supmix_pasted_pixels_stay_out_of_the_class_adaptive_status():
+    """The trainer hands the loss SupMix's complement as the teacher's pixels; a 3-argument loss never sees it."""
+    seen = []
+
+    class Spy(ConfidenceWeightedCELoss):
+        def forward(self, logits, target, confidence, status_mask=None):
+            seen.append((confidence.detach().clone(), status_mask))
+            return super().forward(logits, target, confidence, status_mask)
+
+    _trainer(_net(), mix="supmix", unsupervised_loss_function=Spy(0.9, class_adaptive=True)).run()
+    assert seen and all(mask is not None and mask.dtype == torch.bool for _, mask in seen)
+    for confidence, mask in seen:
+        assert mask.shape == confidence.shape and not mask.all()  # something was pasted
+        assert bool((confidence[~mask] == 1).all())  # the pasted ground truth, confidence 1
+    calls = []
+    _trainer(_net(), mix="supmix", unsupervised_loss_function=lambda lo, t, c: calls.append(1) or lo.sum() * 0).run()
+    assert calls

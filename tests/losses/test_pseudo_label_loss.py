@@ -64,3 +64,24 @@ def test_dice_weight_adds_a_masked_dice_term_on_confident_pixels():
     other = good.clone()
     other[..., 3] = torch.tensor([-9.0, 9.0])[:, None, None].squeeze(-1)
     torch.testing.assert_close(with_dice(other, target, confidence), with_dice(good, target, confidence))
+
+
+def test_status_mask_keeps_pasted_ground_truth_out_of_the_learning_status():
+    """SupMix's pasted pixels (confidence 1) would make their class look learnt and restore its full threshold."""
+    target = torch.tensor([[[[0, 0, 1, 1, 1, 1]]]])
+    confidence = torch.tensor([[[[0.95, 0.95, 0.6, 0.6, 1.0, 1.0]]]])
+    teacher = torch.tensor([[[[True, True, True, True, False, False]]]])
+    logits = torch.zeros(1, 2, 1, 6)
+    everything = ConfidenceWeightedCELoss(0.9, class_adaptive=True, min_threshold=0.5, momentum=0.0)
+    everything(logits, target, confidence)
+    assert everything.thresholds(2)[1] == pytest.approx(0.9 * 0.8 / 0.95)  # the pasted pixels lift class 1
+    masked = ConfidenceWeightedCELoss(0.9, class_adaptive=True, min_threshold=0.5, momentum=0.0)
+    loss = masked(logits, target, confidence, status_mask=teacher)
+    assert masked.thresholds(2)[1] == pytest.approx(0.9 * 0.6 / 0.95)  # the teacher's own confidence only
+    # every pixel still counts in the loss itself (class 1's teacher pixels pass the lowered threshold)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, target[:, 0]))
+    # a batch of pasted pixels only leaves the status as it was
+    masked(logits, target, confidence, status_mask=torch.zeros_like(teacher))
+    assert masked.thresholds(2)[1] == pytest.approx(0.9 * 0.6 / 0.95)
+    with pytest.raises(ValueError, match="status_mask"):
+        masked(logits, target, confidence, status_mask=teacher[..., :3])
