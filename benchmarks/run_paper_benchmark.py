@@ -196,6 +196,11 @@ VARIANTS: dict[str, dict] = {
     # out of the class-adaptive thresholds' learning status (0.5.0 counted it, so the pasted classes
     # looked learnt and kept their full threshold): the development-fold test of that change
     "ours_teacher_status": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True},
+    # ... and SupMix with hard paste edges: the feathered paste fades a pasted vessel's intensity into a
+    # halo outside the paste mask, where the label is the destination's pseudo-label (background), which
+    # may teach thin structures to shrink
+    "ours_hard_paste": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True,
+                        "supmix_feather_sigma": 0.0},
     # ... and distribution alignment (ReMixMatch): the teacher's class probabilities rescaled so that
     # their running mean matches the labeled class shares, before the pseudo-labels are taken
     "ours_da": {**COMMON, "mix": "both", "sufd": True, "distribution_alignment": True},
