@@ -92,6 +92,11 @@ METHODS = {
     "ours": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True},
 }
 
+#: Method settings that differ by dataset, as the bundles' defaults do: since 0.5.1 the CHASE bundle
+#: pastes SupMix with hard edges (a feathered edge fades thin vessels into a halo labelled background;
+#: docs/benchmarks/README.md, "Development fold", session 5); the COVID-19 bundle keeps feathered edges.
+PER_DATASET = {("ours", "chase"): {"supmix_feather_sigma": 0.0}}
+
 #: COMMON before 2026-12-03 (session 3): SUFD on the full-resolution softmax. The variants of ours
 #: tested on it keep it, so that they re-run as they ran.
 FULLRES = {**COMMON, "discriminator_pool": 1}
@@ -196,11 +201,16 @@ VARIANTS: dict[str, dict] = {
     # out of the class-adaptive thresholds' learning status (0.5.0 counted it, so the pasted classes
     # looked learnt and kept their full threshold): the development-fold test of that change
     "ours_teacher_status": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True},
-    # ... and SupMix with hard paste edges: the feathered paste fades a pasted vessel's intensity into a
+    # ... and SupMix with hard paste edges (CHASE's ours since 0.5.1, whose records of it were relabelled
+    # to ours): the feathered paste fades a pasted vessel's intensity into a
     # halo outside the paste mask, where the label is the destination's pseudo-label (background), which
     # may teach thin structures to shrink
     "ours_hard_paste": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True,
                         "supmix_feather_sigma": 0.0},
+    # ours 0.5.0 on CHASE_DB1 (feathered edges, and a learning status that counted SupMix's pasted pixels):
+    # the CHASE records of ours made before 0.5.1 were relabelled to this name; the code fix cannot be
+    # switched off, so re-running it now runs ours_teacher_status
+    "ours_0_5_0": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True},
     # ... and distribution alignment (ReMixMatch): the teacher's class probabilities rescaled so that
     # their running mean matches the labeled class shares, before the pseudo-labels are taken
     "ours_da": {**COMMON, "mix": "both", "sufd": True, "distribution_alignment": True},
@@ -407,6 +417,7 @@ def run_overrides(protocol: str, dataset: str, labeled: int, method: str, seed: 
         raise ValueError("CHASE with every pool image labeled has no unlabeled images left")
     overrides = dict(PROTOCOLS[protocol][dataset])
     overrides.update(ALL_METHODS[method])
+    overrides.update(PER_DATASET.get((method, dataset), {}))
     overrides.update(seed=seed, progress_bar=False, val_interval=VAL_EVERY)
     return overrides
 
