@@ -61,9 +61,9 @@ class PseudoLabelLoss:
         teacher_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The loss; ``teacher_mask`` (pixels whose pseudo-label is the teacher's, not pasted ground
-        truth) reaches loss functions that keep a per-class learning status
-        (:class:`~monai_supmix.losses.ConfidenceWeightedCELoss` with ``class_adaptive``) and is not
-        passed to any other ``f(logits, pseudo_label, confidence)``."""
-        if teacher_mask is not None and getattr(self.loss_function, "class_adaptive", False):
+        truth) reaches :class:`~monai_supmix.losses.ConfidenceWeightedCELoss` as its ``status_mask``
+        (the pixels of its per-class learning status) and is not passed to any other
+        ``f(logits, pseudo_label, confidence)``."""
+        if teacher_mask is not None and isinstance(self.loss_function, ConfidenceWeightedCELoss):
             return self.loss_function(logits, pseudo_label, confidence, status_mask=teacher_mask)
         return self.loss_function(logits, pseudo_label, confidence)

@@ -90,7 +90,8 @@ class ConfidenceWeightedCELoss(nn.Module):
         index = target.reshape(-1).long()
         conf = confidence.reshape(-1).float()
         if keep is not None:  # the teacher's pixels only (an empty selection leaves the status as it is)
-            index, conf = index[keep.reshape(-1)], conf[keep.reshape(-1)]
+            keep = keep.reshape(-1)
+            index, conf = index[keep], conf[keep]
         sums = torch.zeros(num_classes, device=conf.device).index_add_(0, index, conf)
         counts = torch.bincount(index, minlength=num_classes)[:num_classes].float()
         # summed over the ranks under torch.distributed, so that every rank keeps the same thresholds
