@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -422,6 +423,24 @@ def run_overrides(protocol: str, dataset: str, labeled: int, method: str, seed: 
     return overrides
 
 
+def source_commit(repo: Path = REPO) -> str | None:
+    """The short commit of the checkout that trains, ``-dirty`` when tracked files outside ``docs/benchmarks``
+    differ from it (the grid's own results file changes as it runs); ``None`` outside a git checkout.
+
+    Every record carries it, so that a table can say which code produced each number (long grids run from
+    a ``git worktree`` of a fixed commit).
+    """
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    dirty = [line for line in changed if not line[3:].startswith("docs/benchmarks/")]
+    return head + ("-dirty" if dirty else "")
+
+
 def execute(protocol: str, dataset: str, labeled: int, fold: int, method: str, seed: int, threads: int) -> dict:
     """Train one run through the bundle, evaluate its final EMA teacher on the fold's test images.
 
@@ -449,6 +468,7 @@ def execute(protocol: str, dataset: str, labeled: int, fold: int, method: str, s
         **metrics,
         "steps": overrides["max_epochs"] * overrides["iterations_per_epoch"],
         "device": device_text(),
+        "commit": source_commit(),
         "settings": overrides,
         "date": time.strftime("%Y-%m-%d"),
     }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -292,6 +294,30 @@ def test_labels_curve_report_adds_a_variant_with_its_claims(tmp_path):
     assert "ours_adaptive > supervised" in claims and "--variants ours_adaptive" in (tmp_path / "labels_curve.md").read_text()
 
 
+def test_labels_curve_variants_form_their_own_holm_family(tmp_path):
+    """Adding ablation variants leaves the primary claims' Holm-adjusted p-values as they were."""
+    curve = _load("report_labels_curve")
+    level = {"supervised": 500, "ours": 560, "conventional": 520, "ours_a": 700, "ours_b": 510}
+    records = []
+    for method, tp in level.items():
+        for fold in (1, 2, 3, 4):
+            r = _record(method, fold, 0, _counts(np.random.default_rng(fold), 10, tp))
+            r.update(dataset="chase", num_labeled=1, protocol="cpu2", train_seconds=60.0, device="cpu")
+            records.append(r)
+    alone = curve.curve_tables(records)["chase"]["claims"]
+    with_variants = curve.curve_tables(records, ("ours_a", "ours_b"))["chase"]["claims"]
+    primary = {c["claim"]: c["p_holm"] for c in with_variants if c["holm_family"] == "primary"}
+    assert primary == {c["claim"]: c["p_holm"] for c in alone}
+    one_fold = [dict(r, num_labeled=2) for r in records if r["fold"] == 1 and r["method"] in ("supervised", "ours")]
+    partial = {c["claim"]: c for c in curve.curve_tables(records + one_fold)["chase"]["claims"] if c["num_labeled"] == 1}
+    assert {k: c["p_holm"] for k, c in partial.items()} == {c["claim"]: c["p_holm"] for c in alone}
+    started = curve.curve_tables(records + one_fold)["chase"]["claims"]
+    assert [c["verdict"] for c in started if c["num_labeled"] == 2] == ["cannot tell (one fold)"]
+    variant_p = sorted(c["p_value"] for c in with_variants if c["holm_family"] == "variants")
+    variant_holm = sorted(c["p_holm"] for c in with_variants if c["holm_family"] == "variants")
+    assert len(variant_p) == 4 and variant_holm[0] == pytest.approx(min(1.0, 4 * variant_p[0]))
+
+
 def test_area_ratio_reports_under_segmentation():
     """Planted: a model that finds 300 of 1,000 foreground pixels and adds 60 false ones predicts 0.36 of the area."""
     curve = _load("report_labels_curve")
@@ -317,3 +343,25 @@ def test_development_table_lists_each_seeds_labeled_draw():
     per_seed = dict(part.split(": ") for part in cells[6].split(", "))
     assert list(per_seed) == ["0", "7"] and float(per_seed["0"]) > float(per_seed["7"])
     assert float(cells[4]) > 0  # ours ahead of supervised, paired on the same images and seeds
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_source_commit_names_the_checkout_and_flags_code_changes(tmp_path):
+    """Results files under docs/benchmarks may change while a grid runs; any other tracked change is dirty."""
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "docs" / "benchmarks").mkdir(parents=True)
+    (tmp_path / "docs" / "benchmarks" / "results.json").write_text("[]")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert run.source_commit(tmp_path) == head
+    (tmp_path / "docs" / "benchmarks" / "results.json").write_text("[{}]")
+    assert run.source_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert run.source_commit(tmp_path) == head + "-dirty"
+    assert run.source_commit(tmp_path / "missing") is None
