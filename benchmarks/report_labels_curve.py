@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from monai_supmix.comparison import compare_methods  # noqa: E402
 from monai_supmix.comparison.report import _finite_or_none, _interval, method_scores  # noqa: E402
-from monai_supmix.comparison.statistics import apply_holm, image_counts  # noqa: E402
+from monai_supmix.comparison.statistics import INTERVAL_METHOD, apply_holm, image_counts  # noqa: E402
 from monai_supmix.utils.files import atomic_write, write_json_atomic  # noqa: E402
 
 OUT = HERE.parent / "docs" / "benchmarks"
@@ -119,7 +119,9 @@ def curve_tables(records: list[dict], variants: tuple[str, ...] = ()) -> dict:
         out[dataset] = {"counts": counts, "scores": scores, "claims": claims, "gaps": gaps}
     every = [c for d in out.values() for c in d["claims"] + d["gaps"]]
     for family in ("primary", "variants"):  # one correction per family over every interval it states
-        apply_holm([c for c in every if c["holm_family"] == family and _states_interval(c)])
+        members = [c for c in every if c["holm_family"] == family and _states_interval(c)]
+        for c in apply_holm(members):
+            c["interval_method"] = INTERVAL_METHOD.replace("over the table", f"within the {family} family")
     for c in every:  # a cell with one fold so far states no interval, so it does not count in the correction
         if not _states_interval(c):
             c.update(p_holm=None, verdict="cannot tell (one fold)")
@@ -172,6 +174,35 @@ def plot(tables: dict, path: Path) -> bool:
     return True
 
 
+def summary_rows(tables: dict) -> list[str]:
+    """One markdown row per (dataset, count) where a semi-supervised method ran: the three pooled scores, ours'
+    two paired deltas (fold mean, interval, folds ahead), the labels gap and the share of it ours closes."""
+
+    def delta(c: dict | None) -> str:
+        if c is None:
+            return "–"
+        return f"{c['fold_mean_delta']:+.1f} {_interval(c['ci_low'], c['ci_high'])} ({c['sign_positive']}/{c['sign_n']})"
+
+    rows = ["| dataset | labeled | supervised | conventional | ours | ours − supervised, per fold (folds ahead) "
+            "| ours − conventional | labels gap (all labeled − this count) | ours closes |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for dataset, table in tables.items():
+        score = {(s["num_labeled"], s["method"]): s["miou"] for s in table["scores"]}
+        claim = {(c["num_labeled"], c["claim"]): c for c in table["claims"]}
+        gap = {g["num_labeled"]: g for g in table["gaps"]}
+        for n in table["counts"]:
+            if (n, "ours") not in score and (n, "conventional") not in score:
+                continue
+            cells = [f"{score[(n, m)]:.1f}" if (n, m) in score else "–" for m in METHODS]
+            g = gap.get(n)
+            closed = g["closed"].get("ours") if g else None
+            share = "–" if closed is None else f"{100 * closed['share']:.0f} %"
+            rows.append(f"| {TITLES[dataset].split(' ')[0]} | {n} | " + " | ".join(cells)
+                        + f" | {delta(claim.get((n, 'ours > supervised')))} | {delta(claim.get((n, 'ours > conventional')))}"
+                        + f" | {delta(g)} | {share} |")
+    return rows
+
+
 def markdown(tables: dict, records: list[dict], protocol: str, variants: list[str] = ()) -> str:
     hours = sum(r.get("train_seconds", 0.0) for r in records) / 3600
     devices = sorted({r.get("device", "?") for r in records})
@@ -196,6 +227,14 @@ def markdown(tables: dict, records: list[dict], protocol: str, variants: list[st
         "every hypothesis tried and should not raise the bar for the primary claims). "
         "*Predicted / true area*: each foreground class's predicted area over its true area on the test images "
         "(summed confusion counts): below 1 the models under-segment it.",
+        "",
+        "## Summary",
+        "",
+        "Pooled mIoU in %; the deltas are the mean of the per-fold paired deltas with their fold-level 95 % "
+        "interval and the folds ahead; *ours closes* is ours' pooled gain over supervised over the pooled labels gap "
+        "(the tables below give the pooled Δs, the p-values and the Holm verdicts).",
+        "",
+        *summary_rows(tables),
     ]
     for dataset, table in tables.items():
         lines += ["", f"## {TITLES[dataset]}", "", "| labeled | method | mIoU [95 % interval] | folds | seeds | runs | predicted / true area |",

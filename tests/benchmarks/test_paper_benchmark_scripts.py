@@ -316,6 +316,29 @@ def test_labels_curve_variants_form_their_own_holm_family(tmp_path):
     variant_p = sorted(c["p_value"] for c in with_variants if c["holm_family"] == "variants")
     variant_holm = sorted(c["p_holm"] for c in with_variants if c["holm_family"] == "variants")
     assert len(variant_p) == 4 and variant_holm[0] == pytest.approx(min(1.0, 4 * variant_p[0]))
+    assert {c["interval_method"].rsplit(", ", 1)[1] for c in with_variants} == {
+        "Holm within the primary family", "Holm within the variants family"}
+
+
+def test_labels_curve_summary_row_gives_scores_deltas_and_the_share_of_the_gap_closed():
+    """Planted: supervised finds 500 fg pixels with 1 labeled, 700 with all 20; ours 600: half the gap closed."""
+    curve = _load("report_labels_curve")
+    records = []
+    for method, n, tp in (("supervised", 1, 500), ("conventional", 1, 450), ("ours", 1, 600), ("supervised", 20, 700)):
+        for fold in (1, 2, 3, 4):
+            r = _record(method, fold, 0, _counts(np.random.default_rng(fold), 10, tp))
+            r.update(dataset="chase", num_labeled=n, protocol="cpu2", train_seconds=60.0, device="cpu")
+            records.append(r)
+    tables = curve.curve_tables(records)
+    header, rule, row = curve.summary_rows(tables)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    scores = {s["method"]: s["miou"] for s in tables["chase"]["scores"] if s["num_labeled"] == 1}
+    assert cells[:5] == ["CHASE_DB1", "1", f"{scores['supervised']:.1f}", f"{scores['conventional']:.1f}",
+                         f"{scores['ours']:.1f}"]
+    assert cells[5].endswith("(4/4)") and cells[5].startswith("+") and cells[6].endswith("(4/4)")
+    share = tables["chase"]["gaps"][0]["closed"]["ours"]["share"]
+    assert cells[8] == f"{100 * share:.0f} %" and 0.3 < share < 0.7
+    assert len(header.split("|")) == len(row.split("|"))
 
 
 def test_area_ratio_reports_under_segmentation():
