@@ -215,6 +215,15 @@ VARIANTS: dict[str, dict] = {
     # ... and distribution alignment (ReMixMatch): the teacher's class probabilities rescaled so that
     # their running mean matches the labeled class shares, before the pseudo-labels are taken
     "ours_da": {**COMMON, "mix": "both", "sufd": True, "distribution_alignment": True},
+    # (2026-12-07, session 6) CHASE's ours 0.5.1 with one change each, on the development fold's hard
+    # draws: a slower EMA teacher (a horizon of ~1,000 iterations instead of ~100): with one labeled
+    # retina the teacher follows the student's drift within ~100 steps, so thinning vessels feed back fast
+    "ours_ema999": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True,
+                    "supmix_feather_sigma": 0.0, "ema_decay": 0.999},
+    # ... and a doubled pseudo-label weight: with one labeled retina the unlabeled term is the only
+    # regulariser of a model that otherwise fits one vessel tree
+    "ours_unsup2": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True,
+                    "supmix_feather_sigma": 0.0, "unsupervised_weight": 2.0},
 }
 ALL_METHODS = {**METHODS, **VARIANTS}
 #: Methods that exist for one dataset only (keys the other bundle does not have).
