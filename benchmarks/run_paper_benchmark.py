@@ -96,7 +96,8 @@ METHODS = {
 #: Method settings that differ by dataset, as the bundles' defaults do: since 0.5.1 the CHASE bundle
 #: pastes SupMix with hard edges (a feathered edge fades thin vessels into a halo labelled background;
 #: docs/benchmarks/README.md, "Development fold", session 5); the COVID-19 bundle keeps feathered edges.
-PER_DATASET = {("ours", "chase"): {"supmix_feather_sigma": 0.0}}
+PER_DATASET = {("ours", "chase"): {"supmix_feather_sigma": 0.0},
+               ("ours_ema999", "chase"): {"supmix_feather_sigma": 0.0}}
 
 #: COMMON before 2026-12-03 (session 3): SUFD on the full-resolution softmax. The variants of ours
 #: tested on it keep it, so that they re-run as they ran.
@@ -218,8 +219,8 @@ VARIANTS: dict[str, dict] = {
     # (2026-12-07, session 6) CHASE's ours 0.5.1 with one change each, on the development fold's hard
     # draws: a slower EMA teacher (a horizon of ~1,000 iterations instead of ~100): with one labeled
     # retina the teacher follows the student's drift within ~100 steps, so thinning vessels feed back fast
-    "ours_ema999": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True,
-                    "supmix_feather_sigma": 0.0, "ema_decay": 0.999},
+    # (each dataset's ours: PER_DATASET gives it CHASE's hard edges)
+    "ours_ema999": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True, "ema_decay": 0.999},
     # ... and a doubled pseudo-label weight: with one labeled retina the unlabeled term is the only
     # regulariser of a model that otherwise fits one vessel tree
     "ours_unsup2": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True,
