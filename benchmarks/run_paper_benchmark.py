@@ -31,6 +31,7 @@ Usage::
     python benchmarks/run_paper_benchmark.py --folds 0 --methods conventional ours   # development fold
     python benchmarks/run_paper_benchmark.py --run cpu_covid19_L10_f2_ours_s0 --force  # re-run one record
     python benchmarks/run_paper_benchmark.py --protocol gpu --jobs 6      # on one GPU (about 8 minutes budget)
+    python benchmarks/run_paper_benchmark.py --merge-from ../grid/docs/benchmarks/results.json  # a worktree's runs
 """
 
 from __future__ import annotations
@@ -493,6 +494,55 @@ def load_results() -> list[dict]:
     return ResultStore(RESULTS).load()
 
 
+def _retired_ids(records: list[dict]) -> set[str]:
+    """Ids that records here carried before they were relabelled (``relabeled_from``, ``first_recorded_as``,
+    ``relabel_history``): a grid copy that still holds a record under its old name must not bring it back."""
+    retired: set[str] = set()
+    for record in records:
+        for key in ("relabeled_from", "first_recorded_as"):
+            if isinstance(record.get(key), str):
+                retired.add(record[key])
+        retired.update(record.get("relabel_history") or [])
+    return retired - {r["id"] for r in records}
+
+
+def merge_results(target: Path, sources: list[Path], replace: bool = False,
+                  print_fn=print) -> tuple[int, int]:
+    """Copy the records of other results files (e.g. a grid's ``git worktree``) into ``target``.
+
+    A record whose id is new is added; one equal to the record here, or recorded here under a
+    newer name, is skipped. A record that differs from the one here under the same id is an
+    error naming the id, unless ``replace``. ``target`` is written once, atomically.
+
+    Returns:
+        ``(records added or replaced, records skipped)``.
+    """
+    from monai_supmix.comparison import ResultStore
+
+    records = {r["id"]: r for r in ResultStore(target).load()}
+    retired = _retired_ids(list(records.values()))
+    added = skipped = 0
+    for source in sources:
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"--merge-from: {source} is not a file (expected a results.json of a grid)")
+        for record in ResultStore(source).load():
+            rid = record.get("id")
+            if not isinstance(rid, str):
+                raise ValueError(f"{source}: a record without a string 'id' ({sorted(record)[:5]}...)")
+            if rid in retired or records.get(rid) == record:
+                skipped += 1
+                continue
+            if rid in records and not replace:
+                raise ValueError(f"{source}: record {rid!r} differs from the one in {target}; "
+                                 "pass --force to replace it, or remove it from one of the files")
+            records[rid] = record
+            added += 1
+    if added:
+        write_json_atomic(sorted(records.values(), key=lambda r: r["id"]), str(target))
+    print_fn(f"merged {added} record(s) into {target} ({skipped} already there or relabelled)")
+    return added, skipped
+
+
 def _parse_folds(values: list[str] | None) -> dict[str, list[int]]:
     """``--folds``: ``reporting`` (default), ``dev``, ``all`` or fold numbers."""
     spec = values or ["reporting"]
@@ -535,7 +585,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plan", choices=("claims", "labels_curve"), default="claims",
                         help="claims: the headline settings, upper bounds and ablations; labels_curve: supervised at "
                              "every labeled count, conventional and ours at the two lowest")
+    parser.add_argument("--merge-from", nargs="+", default=None, metavar="RESULTS_JSON",
+                        help="copy the records of these results files (a grid's git worktree) into "
+                             "docs/benchmarks/results.json and exit; --force replaces records that differ")
     args = parser.parse_args(argv)
+    if args.merge_from:
+        try:
+            merge_results(RESULTS, [Path(p) for p in args.merge_from], replace=args.force)
+        except (FileNotFoundError, ValueError) as err:
+            sys.exit(f"error: {err}")
+        return
     if not (DATA / "chase").is_dir() or not (DATA / "covid19").is_dir():
         sys.exit(f"real data not found under {DATA}; see ../shared/data/README.md (or set MONAI_SUPMIX_DATA)")
     if args.run:

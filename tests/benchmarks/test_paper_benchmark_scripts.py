@@ -388,3 +388,27 @@ def test_source_commit_names_the_checkout_and_flags_code_changes(tmp_path):
     (tmp_path / "code.py").write_text("x = 2\n")
     assert run.source_commit(tmp_path) == head + "-dirty"
     assert run.source_commit(tmp_path / "missing") is None
+
+
+def test_merge_results_adds_new_records_once_and_refuses_a_silent_overwrite(tmp_path):
+    """A grid's worktree copy brings its new runs back; relabelled names stay retired; conflicts need --force."""
+    target, source = tmp_path / "results.json", tmp_path / "grid.json"
+    here = [{"id": "a", "miou": 0.5}, {"id": "b_new", "miou": 0.6, "relabeled_from": "b_old"}]
+    target.write_text(json.dumps(here))
+    grid = [{"id": "a", "miou": 0.5}, {"id": "b_old", "miou": 0.6}, {"id": "c", "miou": 0.7}]
+    source.write_text(json.dumps(grid))
+    lines = []
+    assert run.merge_results(target, [source], print_fn=lines.append) == (1, 2)
+    merged = json.loads(target.read_text())
+    assert [r["id"] for r in merged] == ["a", "b_new", "c"]
+    assert "merged 1 record(s)" in lines[0]
+    assert run.merge_results(target, [source], print_fn=lines.append) == (0, 3)  # idempotent
+
+    source.write_text(json.dumps([{"id": "c", "miou": 0.1}]))
+    with pytest.raises(ValueError, match="'c' differs"):
+        run.merge_results(target, [source], print_fn=lines.append)
+    assert json.loads(target.read_text()) == merged  # nothing half-written
+    assert run.merge_results(target, [source], replace=True, print_fn=lines.append) == (1, 0)
+    assert [r["miou"] for r in json.loads(target.read_text()) if r["id"] == "c"] == [0.1]
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        run.merge_results(target, [tmp_path / "missing.json"], print_fn=lines.append)
