@@ -97,9 +97,9 @@ METHODS = {
 #: Method settings that differ by dataset, as the bundles' defaults do: since 0.5.1 the CHASE bundle
 #: pastes SupMix with hard edges (a feathered edge fades thin vessels into a halo labelled background;
 #: docs/benchmarks/README.md, "Development fold", session 5); the COVID-19 bundle keeps feathered edges.
-PER_DATASET = {("ours", "chase"): {"supmix_feather_sigma": 0.0},
-               ("ours_ema999", "chase"): {"supmix_feather_sigma": 0.0},
-               ("ours_supmix025", "chase"): {"supmix_feather_sigma": 0.0}}
+#: The session-6 variants are CHASE's ours with one change each, so they take its hard edges too.
+PER_DATASET = {(method, "chase"): {"supmix_feather_sigma": 0.0}
+               for method in ("ours", "ours_ema999", "ours_unsup2", "ours_supmix025")}
 
 #: COMMON before 2026-12-03 (session 3): SUFD on the full-resolution softmax. The variants of ours
 #: tested on it keep it, so that they re-run as they ran.
@@ -226,7 +226,7 @@ VARIANTS: dict[str, dict] = {
     # ... and a doubled pseudo-label weight: with one labeled retina the unlabeled term is the only
     # regulariser of a model that otherwise fits one vessel tree
     "ours_unsup2": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True,
-                    "supmix_feather_sigma": 0.0, "unsupervised_weight": 2.0},
+                    "unsupervised_weight": 2.0},
     # ... and half as many SupMix pastes (supmix_prob 0.25 instead of 0.5; each dataset's ours: PER_DATASET)
     "ours_supmix025": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True, "supmix_prob": 0.25},
 }
@@ -519,7 +519,8 @@ def merge_results(target: Path, sources: list[Path], replace: bool = False,
     """
     from monai_supmix.comparison import ResultStore
 
-    records = {r["id"]: r for r in ResultStore(target).load()}
+    store = ResultStore(target)
+    records = {r["id"]: r for r in store.load()}
     retired = _retired_ids(list(records.values()))
     added = skipped = 0
     for source in sources:
@@ -538,7 +539,7 @@ def merge_results(target: Path, sources: list[Path], replace: bool = False,
             records[rid] = record
             added += 1
     if added:
-        write_json_atomic(sorted(records.values(), key=lambda r: r["id"]), str(target))
+        store.write(list(records.values()))
     print_fn(f"merged {added} record(s) into {target} ({skipped} already there or relabelled)")
     return added, skipped
 

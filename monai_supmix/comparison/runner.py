@@ -183,10 +183,12 @@ class ResultStore:
     def store(self, record: dict) -> None:
         """Add or replace one record (by ``id``)."""
         with self._lock:
-            records = [r for r in self.load() if r["id"] != record["id"]] + [record]
-            records.sort(key=lambda r: r["id"])
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(records, str(self.path))
+            self.write([r for r in self.load() if r["id"] != record["id"]] + [record])
+
+    def write(self, records: list[dict]) -> None:
+        """Replace the file's records with ``records``, sorted by ``id``, in one atomic write."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(sorted(records, key=lambda r: r["id"]), str(self.path))
 
 
 def _duration(seconds: float) -> str:
