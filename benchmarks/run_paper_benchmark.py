@@ -242,6 +242,13 @@ VARIANTS: dict[str, dict] = {
     # what ours adds over ClassMix with the same thresholds (conventional_adaptive_thr is 1.7 behind ours), the
     # only source of exact lesion labels in the unlabeled images' context, so more of it may pay more
     "ours_supmix100": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True, "supmix_prob": 1.0},
+    # ... and a self-training gate: with 2 labeled slices some runs pass through a phase in which the network
+    # predicts background everywhere (fold 0, seed 1: every method until ~750 iterations); the teacher's confident
+    # all-background pseudo-labels, ramped in during that phase, keep the student there (Dice on pseudo-labels
+    # never left it). The pseudo-label and adversarial terms start once the student's running Dice on its labeled
+    # patches is >= 0.5 for every labeled class (SelfTrainingGate), and ramp up from there
+    "ours_gate": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True,
+                  "self_training_min_dice": 0.5},
 }
 ALL_METHODS = {**METHODS, **VARIANTS}
 #: Methods that exist for one dataset only (keys the other bundle does not have).

@@ -1,5 +1,5 @@
 """Engines: the semi-supervised trainer and the components it calls (mean teacher, pseudo-label loss, mixing, SUFD,
-feature perturbation)."""
+feature perturbation, distribution alignment, self-training gate)."""
 
 from .distribution_alignment import DistributionAlignment
 from .feature_perturbation import FeaturePerturbation, bottleneck_layer
@@ -14,6 +14,7 @@ from .mixing import (
     build_mixing,
 )
 from .pseudo_label import PseudoLabelLoss
+from .self_training_gate import SelfTrainingGate
 from .semi_supervised_trainer import SemiSupervisedTrainer
 from .sufd import ADVERSARIAL_CRITERIA, DISCRIMINATOR_INPUTS, OUTPUT_FEATURES, SUFD, adversarial_loss
 from .utils import LOSS_TERMS, loss_terms
@@ -25,6 +26,7 @@ __all__ = [
     "PseudoLabelLoss",
     "FeaturePerturbation",
     "DistributionAlignment",
+    "SelfTrainingGate",
     "bottleneck_layer",
     "MixBatch",
     "ClassMixing",

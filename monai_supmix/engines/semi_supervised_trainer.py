@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from monai_supmix.engines.distribution_alignment import DistributionAlignment
+from monai_supmix.engines.self_training_gate import SelfTrainingGate
 from monai_supmix.engines.feature_perturbation import FeaturePerturbation
 from monai_supmix.engines.mean_teacher import MeanTeacher
 from monai_supmix.engines.mixing import MIX_MODES, MixBatch, build_mixing
@@ -96,6 +97,11 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         distribution_alignment: the :class:`~monai_supmix.engines.DistributionAlignment` component
             (the teacher's class probabilities rescaled towards the labeled class frequencies before
             the pseudo-labels are taken); ``None``: none.
+        self_training_gate: the :class:`~monai_supmix.engines.SelfTrainingGate` component: the
+            unsupervised and adversarial weights stay 0 until the student's running Dice on its
+            labeled batches reaches the gate's ``min_dice`` for every labeled class, and their ramp-up
+            starts from that iteration (``engine.state.self_training_start``); ``None``: from the first
+            iteration.
         class_frequencies: pixel counts per class in the labeled set for the rarity class
             policies; when ``None`` they are accumulated from the labeled batches seen.
         unlabeled_image_key: key of the image in unlabeled batches.
@@ -134,6 +140,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         sufd: SUFD | None = None,
         feature_perturbation: FeaturePerturbation | None = None,
         distribution_alignment: DistributionAlignment | None = None,
+        self_training_gate: SelfTrainingGate | None = None,
         class_frequencies: Sequence[float] | None = None,
         unlabeled_image_key: str = Keys.IMAGE,
         region_key: str | None = None,
@@ -152,7 +159,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         for name, value, kind in (("sufd", sufd, SUFD), ("mean_teacher", mean_teacher, MeanTeacher),
                                   ("pseudo_label_loss", pseudo_label_loss, PseudoLabelLoss),
                                   ("feature_perturbation", feature_perturbation, FeaturePerturbation),
-                                  ("distribution_alignment", distribution_alignment, DistributionAlignment)):
+                                  ("distribution_alignment", distribution_alignment, DistributionAlignment),
+                                  ("self_training_gate", self_training_gate, SelfTrainingGate)):
             if value is not None and not isinstance(value, kind):
                 raise TypeError(f"{name} must be a monai_supmix.engines.{kind.__name__} or None, got {type(value).__name__}.")
         try:
@@ -207,6 +215,12 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self.state.teacher_class_mean = None  # the running mean of distribution alignment
         if distribution_alignment is not None:  # checkpoints made without it still load
             self.state_dict_user_keys.append("teacher_class_mean")
+        self.self_training_gate = self_training_gate
+        # the gate's running Dice and the iteration (0-based) it opened at: None while it is closed
+        self.state.self_training_dice = None
+        self.state.self_training_start = None
+        if self_training_gate is not None:  # likewise
+            self.state_dict_user_keys.extend(["self_training_dice", "self_training_start"])
         self._unlabeled_iterator: Iterator | None = None
         self._unlabeled_consumed = 0
         self._network_args: tuple[tuple, dict] = ((), {})
@@ -438,7 +452,6 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         # extra network arguments from prepare_batch, as SupervisedTrainer passes them to the inferer
         engine._network_args = (tuple(batch[2]), dict(batch[3])) if len(batch) == 4 else ((), {})
         iteration = engine.state.iteration - 1  # 0-based for the ramp-ups
-        ramp = engine.pseudo_label_loss.ramp(iteration)
         sufd = engine.sufd if engine.sufd is not None and engine.sufd.active(iteration) else None
         engine.state.output = out = {Keys.IMAGE: inputs_l, Keys.LABEL: targets_l}
         engine.network.train()
@@ -478,6 +491,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             adv_loss = (
                 sufd.student_loss(features[-1], weight_u) if sufd is not None else torch.zeros((), device=sup_loss.device)
             )
+            ramp = engine._self_training_ramp(iteration, logits_l, targets_l)
             w_unsup = engine.pseudo_label_loss.weight * ramp
             w_adv = sufd.weight * ramp if sufd is not None else 0.0
             loss = sup_loss + w_unsup * unsup_loss + w_adv * adv_loss
@@ -504,6 +518,20 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             out.update(discriminator_loss=0.0, discriminator_accuracy=float("nan"))
         engine.fire_event(IterationEvents.MODEL_COMPLETED)  # MONAI decollates the output here when asked
         return engine.state.output  # 7. the EMA teacher follows on ITERATION_COMPLETED
+
+    def _self_training_ramp(self, iteration: int, logits_l: torch.Tensor, targets_l: torch.Tensor) -> float:
+        """The ramp-up factor of the unsupervised and adversarial terms at a 0-based iteration: from the first
+        iteration, or with a self-training gate from the iteration the gate opened at (0 while it is closed)."""
+        gate = self.self_training_gate
+        if gate is not None and self.state.self_training_start is None:
+            self.state.self_training_dice, ready = gate(logits_l.detach(), targets_l, self.state.self_training_dice)
+            if not ready:
+                return 0.0
+            self.state.self_training_start = iteration
+            self.logger.info(f"self-training starts at iteration {iteration + 1}: the student's running Dice on its "
+                             f"labeled batches is {[round(v, 3) for v in self.state.self_training_dice]}")
+        start = 0 if gate is None else self.state.self_training_start
+        return self.pseudo_label_loss.ramp(iteration - start)
 
     def _student_pass(self, parts: list[torch.Tensor], sufd: SUFD | None) -> tuple[list, list]:
         """Logits (and SUFD features) of each part; one forward pass when the parts share a shape."""

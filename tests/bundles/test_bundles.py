@@ -200,9 +200,10 @@ def test_covid_bundle_with_four_classes_on_a_medseg_nifti_phantom(phantom_cache,
 
 
 @pytest.mark.parametrize("mix, sufd, extra", [("none", False, {}), ("classmix", False, {}), ("supmix", True, {}),
-                                              ("both", True, {}), ("both", True, {"distribution_alignment": True})])
+                                              ("both", True, {}), ("both", True, {"distribution_alignment": True}),
+                                              ("both", True, {"self_training_min_dice": 1.0})])
 def test_every_mix_mode_trains_through_the_bundle(mix, sufd, extra, phantom_cache, tmp_path):
-    """Each `mix` (and SUFD on/off, distribution alignment) runs end to end, with the strong view and the anatomy region on."""
+    """Each `mix` (and SUFD on/off, distribution alignment, the self-training gate) runs end to end, with the strong view and the anatomy region on."""
     out = str(tmp_path / "out")
     run_bundle("chase", ("train",), run_id="training", output_dir=out, mix=mix, sufd=sufd,
                discriminator_input="unlabeled", supmix_feather_sigma=1.0, supmix_flip_source=True, **extra, **TINY)
@@ -210,6 +211,10 @@ def test_every_mix_mode_trains_through_the_bundle(mix, sufd, extra, phantom_cach
     assert ("discriminator" in state) == sufd
     assert state["trainer"]["iteration"] == TINY["iterations_per_epoch"]
     assert ("teacher_class_mean" in state["trainer"]) == bool(extra.get("distribution_alignment"))
+    # a gate the tiny run cannot open (Dice 1.0 on every labeled class): checkpointed, still closed
+    assert ("self_training_start" in state["trainer"]) == ("self_training_min_dice" in extra)
+    if "self_training_min_dice" in extra:
+        assert state["trainer"]["self_training_start"] is None
 
 
 def test_evaluation_and_inference_take_the_training_settings_from_model_pt(phantom_cache, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -12,7 +13,8 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch.utils.data import DataLoader
 
-from monai_supmix.engines import DistributionAlignment, MeanTeacher, PseudoLabelLoss, SUFD, SemiSupervisedTrainer, loss_terms
+from monai_supmix.engines import (DistributionAlignment, MeanTeacher, PseudoLabelLoss, SelfTrainingGate, SUFD,
+                                  SemiSupervisedTrainer, loss_terms)
 from monai_supmix.losses import ConfidenceWeightedCELoss
 from monai_supmix.transforms import BatchPerturbation, strong_perturbation
 from monai_supmix.handlers import attach_resumable_checkpoints
@@ -506,3 +508,31 @@ def test_supmix_pasted_pixels_stay_out_of_the_class_adaptive_status():
     calls = []
     _trainer(_net(), mix="supmix", unsupervised_loss_function=lambda lo, t, c: calls.append(1) or lo.sum() * 0).run()
     assert calls
+
+
+def test_self_training_gate_holds_the_unsupervised_terms_at_zero_until_it_opens():
+    weights = []
+    closed = _trainer(_net(), epochs=2, self_training_gate=SelfTrainingGate(1.0))  # an untrained net never gets there
+    closed.add_event_handler(Events.ITERATION_COMPLETED, lambda e: weights.append(e.state.output["unsupervised_weight"]))
+    closed.run()
+    assert weights == [0.0] * 4 and closed.state.self_training_start is None
+    assert len(closed.state.self_training_dice) == 1
+    assert {"self_training_dice", "self_training_start"} <= set(closed.state_dict_user_keys)
+    assert "self_training_start" not in _trainer(_net()).state_dict_user_keys  # older checkpoints still load
+
+    class OpensAtSecond(SelfTrainingGate):
+        calls = 0
+
+        def __call__(self, logits, target, running):
+            OpensAtSecond.calls += 1
+            return [0.9], OpensAtSecond.calls >= 2
+
+    weights.clear()
+    gated = _trainer(_net(), epochs=2, self_training_gate=OpensAtSecond(), rampup_iterations=2)
+    gated.add_event_handler(Events.ITERATION_COMPLETED, lambda e: weights.append(e.state.output["unsupervised_weight"]))
+    gated.run()
+    # closed at iteration 1, opened at 2 (0-based 1): the ramp restarts there, and the gate is not asked again
+    assert gated.state.self_training_start == 1 and OpensAtSecond.calls == 2
+    assert weights[0] == 0.0 and weights[1:] == pytest.approx([math.exp(-5.0), math.exp(-1.25), 1.0])
+    with pytest.raises(TypeError, match="self_training_gate must be a monai_supmix.engines.SelfTrainingGate"):
+        _trainer(_net(), self_training_gate=0.5)
