@@ -63,6 +63,14 @@ def test_default_method_under_ddp_draws_per_rank_and_skips_together(tmp_path, na
         torch.testing.assert_close(r0["discriminator"][key], r1["discriminator"][key], msg=key)
 
 
+def test_self_training_gate_decides_on_every_rank_together(tmp_path):
+    """Rank 0 finds its labeled class, rank 1 does not: both see the Dice of both batches (2·4 / (8 + 4)) and agree."""
+    proc = _torchrun([str(HERE / "ddp_gate_worker.py"), str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0 == r1 and r0["running"] == [pytest.approx(8 / 12)] and r0["ready"]
+
+
 @pytest.mark.parametrize("bundle", ["chase", "covid19"])
 def test_bundle_trains_under_torchrun(tmp_path, bundle):
     out = tmp_path / "out"
