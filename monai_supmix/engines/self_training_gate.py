@@ -71,16 +71,16 @@ class SelfTrainingGate:
             raise ValueError(
                 f"target has {target.shape[1]} channels; expected 1 (class indices) or {num_classes} (one-hot)."
             )
-        pred = logits.argmax(1)
-        spatial = tuple(range(1, pred.ndim))
+        labels, pred = labels.flatten(1), logits.argmax(1).flatten(1)  # B×pixels
         stats = []
         for c in range(1, num_classes):
             truth, found = labels == c, pred == c
-            present = truth.any(dim=spatial) if spatial else truth
-            # per class: intersection and denominator over the patches that hold it, and whether any did
+            present = truth.any(1)  # the patches that hold the class
+            # per class: intersection (only where the class is, so only in those patches), the denominator
+            # over those patches, and whether any patch held it
             stats.append(torch.stack([
-                (truth & found & present.view(-1, *[1] * len(spatial))).sum().float(),
-                ((truth.sum(spatial) + found.sum(spatial)) * present).sum().float(),
+                (truth & found).sum().float(),
+                ((truth.sum(1) + found.sum(1)) * present).sum().float(),
                 present.any().float(),
             ]))
         totals = all_reduce_sum(torch.stack(stats)).cpu()

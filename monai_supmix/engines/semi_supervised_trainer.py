@@ -18,11 +18,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from monai_supmix.engines.distribution_alignment import DistributionAlignment
-from monai_supmix.engines.self_training_gate import SelfTrainingGate
 from monai_supmix.engines.feature_perturbation import FeaturePerturbation
 from monai_supmix.engines.mean_teacher import MeanTeacher
 from monai_supmix.engines.mixing import MIX_MODES, MixBatch, build_mixing
 from monai_supmix.engines.pseudo_label import PseudoLabelLoss
+from monai_supmix.engines.self_training_gate import SelfTrainingGate
 from monai_supmix.engines.sufd import DISCRIMINATOR_INPUTS, SUFD
 from monai_supmix.utils.distributed import all_reduce_sum, any_rank, rank, unwrap_module
 
