@@ -130,6 +130,12 @@ def curve_tables(records: list[dict], variants: tuple[str, ...] = ()) -> dict:
     return out
 
 
+def mixed_thread_claims(tables: dict) -> list[str]:
+    """``"<dataset> <count> <claim>: f1/s0, ..."`` for every claim or gap whose paired runs differ in thread count."""
+    return [f"{d} {c['num_labeled']} labeled, {c['claim']}: {', '.join(c['mixed_threads'])}"
+            for d, table in tables.items() for c in table["claims"] + table["gaps"] if c.get("mixed_threads")]
+
+
 def _states_interval(claim: dict) -> bool:
     return claim["ci_low"] is not None and math.isfinite(claim["ci_low"])
 
@@ -289,6 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     if not records:
         sys.exit(f"no reporting records of protocol {args.protocol!r} in {args.results}")
     tables = curve_tables(records, tuple(args.variants))
+    mixed = mixed_thread_claims(tables)
+    if mixed:
+        sys.exit("error: paired runs made with different CPU thread counts (`threads` in the records), which alone "
+                 "moves a run by points: " + "; ".join(mixed) + ". Re-run one side of each pair with "
+                 "`run_paper_benchmark.py --run <id> --force` (one thread, the protocol's) and merge it back.")
     out = Path(args.output_dir)
     write_json_atomic(_finite_or_none(tables), str(out / "labels_curve.json"))
     shown = set(METHODS) | set(args.variants)

@@ -249,6 +249,10 @@ VARIANTS: dict[str, dict] = {
     # patches is >= 0.5 for every labeled class (SelfTrainingGate), and ramp up from there
     "ours_gate": {**COMMON, "mix": "both", "sufd": True, "class_adaptive_threshold": True,
                   "self_training_min_dice": 0.5},
+    # (2026-12-08, session 8; a yardstick check) supervised trained twice as long (5,000 iterations): does the
+    # protocol's 2,500 undertrain the models with many labeled images and so hide the labels gap (COVID-19
+    # 40 - 10 labeled is +0.2 on the folds, +6.5 on the 48 slices outside ../shared)?
+    "supervised_x2": {"mix": "none", "sufd": False, "unsupervised_weight": 0.0, "max_epochs": 100},
 }
 ALL_METHODS = {**METHODS, **VARIANTS}
 #: Methods that exist for one dataset only (keys the other bundle does not have).
@@ -526,6 +530,30 @@ def _retired_ids(records: list[dict]) -> set[str]:
     return retired - {r["id"] for r in records}
 
 
+#: What ``superseded`` keeps of a replaced record: enough to say which run it was and what it scored.
+SUPERSEDED_FIELDS = ("commit", "date", "threads", "device", "pooled_miou", "train_seconds")
+
+
+def superseded_history(old: dict, new: dict) -> list[dict]:
+    """The ``superseded`` list of ``new`` when it replaces ``old`` (the same run id): the summaries of
+    ``old``'s own earlier records, then ``old``'s (``SUPERSEDED_FIELDS``), oldest first; ``new``'s own
+    ``superseded`` entries are kept when it already carries them (a re-merge)."""
+    history = [dict(item) for item in old.get("superseded") or []]
+    history.append({k: old[k] for k in SUPERSEDED_FIELDS if k in old})
+    for item in new.get("superseded") or []:
+        if item not in history:
+            history.append(dict(item))
+    return history
+
+
+def _same_record(here: dict | None, there: dict) -> bool:
+    """Whether ``there`` is the record ``here`` already holds (a replacement's ``superseded`` list aside)."""
+    if here is None:
+        return False
+    drop = ("superseded",)
+    return {k: v for k, v in here.items() if k not in drop} == {k: v for k, v in there.items() if k not in drop}
+
+
 def merge_results(target: Path, sources: list[Path], replace: bool = False,
                   print_fn=print) -> tuple[int, int]:
     """Copy the records of other results files (e.g. a grid's ``git worktree``) into ``target``.
@@ -533,6 +561,9 @@ def merge_results(target: Path, sources: list[Path], replace: bool = False,
     A record whose id is new is added; one equal to the record here, or recorded here under a
     newer name, is skipped. A record that differs from the one here under the same id is an
     error naming the id, unless ``replace``. ``target`` is written once, atomically.
+
+    A replaced record's run is not lost from view: the new record's ``superseded`` lists what
+    each earlier record of that id was (:func:`superseded_history`).
 
     Returns:
         ``(records added or replaced, records skipped)``.
@@ -550,12 +581,14 @@ def merge_results(target: Path, sources: list[Path], replace: bool = False,
             rid = record.get("id")
             if not isinstance(rid, str):
                 raise ValueError(f"{source}: a record without a string 'id' ({sorted(record)[:5]}...)")
-            if rid in retired or records.get(rid) == record:
+            if rid in retired or _same_record(records.get(rid), record):
                 skipped += 1
                 continue
             if rid in records and not replace:
                 raise ValueError(f"{source}: record {rid!r} differs from the one in {target}; "
                                  "pass --force to replace it, or remove it from one of the files")
+            if rid in records:
+                record = {**record, "superseded": superseded_history(records[rid], record)}
             records[rid] = record
             added += 1
     if added:
@@ -600,6 +633,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", nargs="*", default=None, help="run exactly these run ids (e.g. cpu_chase_L4_f1_ours_s0)")
     parser.add_argument("--force", action="store_true", help="re-run runs that are already recorded")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (1 on a 2-core CPU; ~6 on one GPU)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads of each training (default 1, whatever --jobs is): the thread count changes a "
+                             "run's numbers (sixteen cpu2 records made with 2 threads moved by up to 3 points when re-run "
+                             "with 1), so every record of a protocol is made with the same count")
     parser.add_argument("--time-budget", type=float, default=None, help="start no new run after this many seconds")
     parser.add_argument("--max-runs", type=int, default=None)
     parser.add_argument("--list", action="store_true", help="print the grid and exit")
@@ -655,6 +692,7 @@ def main(argv: list[str] | None = None) -> None:
         force=True,  # already filtered above (--force or not done)
         time_budget=args.time_budget,
         print_fn=lambda line: print(line, flush=True),
+        threads=args.threads,
     )
     if failures:
         sys.exit(1)

@@ -145,6 +145,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--num_labeled: counts must be >= 1, got {args.num_labeled}")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    if getattr(args, "threads", None) is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1 (CPU threads of each training), got {args.threads}")
 
 
 def run_compare(args: argparse.Namespace, print_fn=print) -> int:
@@ -216,7 +218,8 @@ def run_compare(args: argparse.Namespace, print_fn=print) -> int:
         }
 
     _, failures = run_grid(keys, lambda k: k.id, execute, store, jobs=args.jobs, force=args.force,
-                           time_budget=args.time_budget, print_fn=print_fn)
+                           time_budget=args.time_budget, print_fn=print_fn,
+                           threads=getattr(args, "threads", None))
     wanted = {k.id for k in keys}
     records = [r for r in store.load() if r["id"] in wanted]
     paths = write_outputs(records, out, list(args.methods), dataset, args.folds)
@@ -241,6 +244,9 @@ def add_compare_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"methods among {', '.join(METHODS)} (default: supervised conventional ours)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds: each draws its own labeled sets (default 0)")
     p.add_argument("--jobs", type=int, default=1, help="trainings at once (1 on a small CPU; ~6 on one GPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of each training (default: the cores shared among --jobs); the thread count "
+                        "changes a run's numbers, so keep it fixed when you resume a comparison")
     p.add_argument("--time-budget", dest="time_budget", type=float, default=None,
                    help="start no new run after this many seconds (call again to continue)")
     p.add_argument("--group", default=None,

@@ -74,7 +74,8 @@ def compute_claims(records: Sequence[dict], methods: Sequence[str], dataset: str
                 "dataset": dataset,
                 "num_labeled": labeled,
                 **{k: result[k] for k in ("delta_miou", "fold_mean_delta", "ci_low", "ci_high", "p_value", "n_images",
-                                          "n_runs", "n_folds", "sign_positive", "sign_n", "sign_p", "fold_deltas")},
+                                          "n_runs", "n_folds", "sign_positive", "sign_n", "sign_p", "fold_deltas",
+                                          "mixed_threads")},
                 "per_class_delta": dict(zip(class_names, result["per_class_delta"])),
             })
     apply_holm(claims, alpha)
@@ -129,6 +130,11 @@ def _format_report(records: Sequence[dict], claims: list[dict], methods: Sequenc
     for c in claims:
         lines.append(f"- **{c['num_labeled']} labeled, {c['claim']}**: {verdict_words(c)} "
                      f"(p = {c['p_value']:.3f}, Holm {c['p_holm']:.3f}; {c['sign_positive']} of {c['sign_n']} folds ahead).")
+        if c.get("mixed_threads"):
+            lines.append(f"  - *Warning*: the runs {', '.join(c['mixed_threads'])} of the two methods were made with "
+                         "different CPU thread counts (`threads` in results.json), which alone moves a run's score; "
+                         "remove those runs' records from results.json and call compare again with `--threads N` (N as in the others) "
+                         "before trusting this verdict.")
     lines += [
         "",
         "## Pooled out-of-fold IoU (points)",

@@ -209,12 +209,18 @@ def run_grid(
     force: bool = False,
     time_budget: float | None = None,
     print_fn: Callable[[str], None] = print,
+    threads: int | None = None,
 ) -> tuple[int, int]:
     """Run every key not yet in ``store`` (all with ``force``), ``jobs`` at a time, storing each record when it ends.
 
     Prints one line when a run starts and one when it ends, with an estimate of the time
     left (the mean time of the runs finished so far times the runs left, over ``jobs``).
     No run starts after ``time_budget`` seconds.
+
+    ``threads`` (CPU threads of each run) defaults to the CPU's cores shared among the ``jobs``
+    (1 on a GPU). The thread count changes a run's numbers (the order of floating-point sums, and
+    whether a loader process feeds it), so every record stores it; a grid whose runs are compared
+    with each other should fix it, so that resuming with another ``jobs`` does not change it.
 
     Returns:
         ``(runs finished, runs failed)``.
@@ -225,7 +231,11 @@ def run_grid(
     pending = [k for k in keys if force or run_id(k) not in done]
     skipped = len(keys) - len(pending)
     jobs = max(1, int(jobs))
-    threads = 1 if torch.cuda.is_available() else max(1, (os.cpu_count() or 1) // jobs)
+    if threads is None:
+        threads = 1 if torch.cuda.is_available() else max(1, (os.cpu_count() or 1) // jobs)
+    elif int(threads) < 1:
+        raise ValueError(f"threads must be a positive number of CPU threads per run, got {threads!r}")
+    threads = int(threads)
     print_fn(f"{len(pending)} run(s) to do ({skipped} already done), {jobs} at a time, {threads} thread(s) each")
     start = time.time()
     durations: list[float] = []

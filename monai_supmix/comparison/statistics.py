@@ -17,6 +17,10 @@ evaluation from ``monai.metrics.get_confusion_matrix``). From them:
   units (each fold trains its own models on its own labeled draw), so the interval
   carries the variation of training and of the labeled-set choice, which a bootstrap
   over test images would leave out;
+- **mixed thread counts** are flagged: a pair of runs made with different CPU thread counts
+  (``threads`` in the records) differ by more than the method (the order of floating-point
+  sums changes, and on a 2-slice draw that alone moved a run by 3 points), so
+  :func:`compare_methods` names those pairs in ``mixed_threads``;
 - **Holm's correction** over all the claims of one table; a claim *holds* when its
   Holm-adjusted p-value is below ``alpha`` and the difference is positive, *does not
   hold* when it is below ``alpha`` and negative, and *cannot tell* otherwise.
@@ -36,6 +40,7 @@ __all__ = [
     "out_of_fold_counts",
     "paired_image_counts",
     "fold_deltas",
+    "mixed_thread_runs",
     "t_interval",
     "sign_test",
     "holm",
@@ -172,14 +177,28 @@ def verdict(delta: float, p_adjusted: float, alpha: float = 0.05) -> str:
     return "cannot tell"
 
 
+def mixed_thread_runs(runs_a: Sequence[dict], runs_b: Sequence[dict]) -> list[str]:
+    """The shared runs ``"f<fold>/s<seed>"`` whose two records were made with different CPU thread counts.
+
+    Records without ``threads`` (made before it was recorded) are not flagged.
+    """
+    a, b = _by_run(runs_a), _by_run(runs_b)
+    mixed = []
+    for fold, seed in sorted(set(a) & set(b)):
+        threads_a, threads_b = a[(fold, seed)].get("threads"), b[(fold, seed)].get("threads")
+        if threads_a is not None and threads_b is not None and threads_a != threads_b:
+            mixed.append(f"f{fold}/s{seed}")
+    return mixed
+
+
 def compare_methods(runs_a: Sequence[dict], runs_b: Sequence[dict], level: float = 0.95) -> dict | None:
     """Paired comparison A − B of two methods' runs of one setting (``None`` when they share no run).
 
     Returns:
         ``{"delta_miou", "ci_low", "ci_high", "p_value", "sign_positive", "sign_n", "sign_p",
-        "fold_deltas", "n_images", "n_runs", "n_folds", "per_class_delta", "miou_a", "miou_b"}``
-        (points; ``delta_miou`` from the out-of-fold counts, the interval and p-value from the
-        per-fold deltas).
+        "fold_deltas", "n_images", "n_runs", "n_folds", "per_class_delta", "miou_a", "miou_b",
+        "mixed_threads"}`` (points; ``delta_miou`` from the out-of-fold counts, the interval and
+        p-value from the per-fold deltas; ``mixed_threads`` from :func:`mixed_thread_runs`).
     """
     counts_a, counts_b, n_runs = out_of_fold_counts(runs_a, runs_b)
     if n_runs == 0:
@@ -204,6 +223,7 @@ def compare_methods(runs_a: Sequence[dict], runs_b: Sequence[dict], level: float
         "per_class_delta": (100 * (pooled_iou(counts_a) - pooled_iou(counts_b))).tolist(),
         "miou_a": miou_a,
         "miou_b": miou_b,
+        "mixed_threads": mixed_thread_runs(runs_a, runs_b),
     }
 
 

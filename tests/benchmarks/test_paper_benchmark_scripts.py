@@ -412,3 +412,39 @@ def test_merge_results_adds_new_records_once_and_refuses_a_silent_overwrite(tmp_
     assert [r["miou"] for r in json.loads(target.read_text()) if r["id"] == "c"] == [0.1]
     with pytest.raises(FileNotFoundError, match="missing.json"):
         run.merge_results(target, [tmp_path / "missing.json"], print_fn=lines.append)
+
+
+def test_merge_results_keeps_what_a_replaced_record_was(tmp_path):
+    """--force replaces a record and keeps a summary of the old one (e.g. a 2-thread run re-run at 1 thread)."""
+    target, source = tmp_path / "results.json", tmp_path / "grid.json"
+    target.write_text(json.dumps([{"id": "a", "pooled_miou": 0.50, "threads": 2, "commit": "old", "per_image": []}]))
+    source.write_text(json.dumps([{"id": "a", "pooled_miou": 0.47, "threads": 1, "commit": "new", "per_image": []}]))
+    assert run.merge_results(target, [source], replace=True, print_fn=lambda _: None) == (1, 0)
+    (record,) = json.loads(target.read_text())
+    assert (record["pooled_miou"], record["threads"]) == (0.47, 1)
+    assert record["superseded"] == [{"commit": "old", "threads": 2, "pooled_miou": 0.50}]
+    # merging the same grid again is a no-op, with or without --force
+    assert run.merge_results(target, [source], print_fn=lambda _: None) == (0, 1)
+    assert run.merge_results(target, [source], replace=True, print_fn=lambda _: None) == (0, 1)
+    # a third version keeps the whole history, oldest first
+    source.write_text(json.dumps([{"id": "a", "pooled_miou": 0.48, "threads": 1, "commit": "newer"}]))
+    run.merge_results(target, [source], replace=True, print_fn=lambda _: None)
+    (record,) = json.loads(target.read_text())
+    assert [h["commit"] for h in record["superseded"]] == ["old", "new"]
+
+
+def test_the_grid_runs_one_thread_per_training_whatever_the_jobs(tmp_path, monkeypatch):
+    """The thread count changes a run's numbers, so it is the protocol's (1), not a share of the cores per --jobs."""
+    import monai_supmix.comparison as comparison
+
+    for name in ("chase", "covid19"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+    monkeypatch.setattr(run, "DATA", tmp_path / "data")
+    monkeypatch.setattr(run, "RESULTS", tmp_path / "results.json")
+    calls = []
+    monkeypatch.setattr(comparison, "run_grid", lambda keys, *a, **kw: calls.append((keys, kw)) or (0, 0))
+    run.main(["--jobs", "2", "--run", "cpu2_covid19_L40_f1_supervised_x2_s0"])
+    run.main(["--run", "cpu2_covid19_L40_f1_supervised_x2_s0", "--threads", "2"])
+    assert [kw["threads"] for _, kw in calls] == [1, 2]
+    assert calls[0][0] == [("covid19", 40, 1, "supervised_x2", 0)]
+    assert [kw["jobs"] for _, kw in calls] == [2, 1]

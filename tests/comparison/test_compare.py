@@ -71,6 +71,26 @@ def test_compare_writes_claims_report_and_curve_and_resumes(covid_dir, tmp_path,
     assert len(calls) == 24 + 2 * 4 * 2
 
 
+def test_resuming_with_another_thread_count_is_flagged_in_the_report(covid_dir, tmp_path, monkeypatch):
+    """Runs of one pair made with different --threads are named in the report; --threads 0 is refused."""
+    calls = []
+    monkeypatch.setattr(compare_module, "train_and_evaluate", _fake_train_and_evaluate(calls))
+    out = tmp_path / "out"
+    argv = ["compare", "covid19", str(covid_dir), "--output", str(out), "--num_labeled", "2", "--folds", "2",
+            "--methods", "supervised", "ours", "--override", "max_epochs=1"]
+    assert cli.main(argv + ["--threads", "1"]) == 0
+    assert "Warning" not in (out / "report.md").read_text()
+    records = json.loads((out / "results.json").read_text())
+    assert {r["threads"] for r in records} == {1}
+    records = [r for r in records if not (r["method"] == "ours" and r["fold"] == 1)]
+    (out / "results.json").write_text(json.dumps(records))
+    assert cli.main(argv + ["--threads", "2"]) == 0  # resumes: only the removed run trains, with 2 threads
+    assert len(calls) == 5 and calls[-1][0].endswith("ours_s0")
+    report = (out / "report.md").read_text()
+    assert "*Warning*: the runs f1/s0 of the two methods were made with different CPU thread counts" in report
+    assert json.loads((out / "claims.json").read_text())[0]["mixed_threads"] == ["f1/s0"]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -81,6 +101,7 @@ def test_compare_writes_claims_report_and_curve_and_resumes(covid_dir, tmp_path,
         (["--group", r"^(patient\d+)"], "matches none of the 16 labeled image ids"),
         (["--override", "max_epochs"], "expected KEY=VALUE"),
         (["--override", "mix=none"], "--override mix: this key is set by the comparison"),
+        (["--threads", "0"], "--threads must be >= 1"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_argument(covid_dir, tmp_path, capsys, extra, message):

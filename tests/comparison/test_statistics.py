@@ -12,6 +12,7 @@ from monai_supmix.comparison import (
     compare_methods,
     fold_deltas,
     holm,
+    mixed_thread_runs,
     out_of_fold_counts,
     pooled_miou,
     sign_test,
@@ -95,3 +96,15 @@ def test_seeds_are_averaged_within_a_fold_and_unshared_runs_ignored():
     assert deltas[0] == pytest.approx(deltas[1])
     assert compare_methods(other, []) is None
     assert np.isfinite(compare_methods(other, base)["delta_miou"])
+
+
+def test_pairs_made_with_different_thread_counts_are_flagged():
+    """A pair whose two runs used different CPU thread counts differs by more than the method: it is named."""
+    base = _runs("supervised", {0: 20, 1: 20, 2: 20})
+    other = _runs("ours", {0: 30, 1: 30, 2: 30})
+    assert compare_methods(other, base)["mixed_threads"] == []  # records without `threads` are not flagged
+    for record in base + other:
+        record["threads"] = 1
+    base[1]["threads"] = 2
+    assert mixed_thread_runs(other, base) == ["f1/s0"]
+    assert compare_methods(other, base)["mixed_threads"] == ["f1/s0"]
