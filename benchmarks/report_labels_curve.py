@@ -144,6 +144,11 @@ def _holm_text(claim: dict) -> str:
     return "–" if claim["p_holm"] is None else f"{claim['p_holm']:.3f}"
 
 
+#: Colours and markers of the variants' lines (cycled when there are more variants than entries).
+VARIANT_COLOURS = ("tab:orange", "tab:purple", "tab:green", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+VARIANT_MARKERS = ("s", "^", "v", "D", "P", "X", "*", "<", ">")
+
+
 def plot(tables: dict, path: Path) -> bool:
     try:
         import matplotlib
@@ -156,18 +161,22 @@ def plot(tables: dict, path: Path) -> bool:
     fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 3.9), squeeze=False)
     for ax, (dataset, table) in zip(axes[0], tables.items()):
         variants = sorted({s["method"] for s in table["scores"]} - set(METHODS))
-        styles = [(m, c, "-") for m, c in zip(METHODS, ("tab:gray", "tab:blue", "tab:red"))]
-        styles += [(v, c, "--") for v, c in zip(variants, ("tab:orange", "tab:purple", "tab:green", "tab:brown"))]
-        for m, colour, line in styles:
+        # the three methods as solid lines with interval bands; every variant (however many) its own colour and
+        # marker, dashed, without a band, so that the methods' bands stay readable
+        styles = [(m, c, "-", "o", True) for m, c in zip(METHODS, ("tab:gray", "tab:blue", "tab:red"))]
+        styles += [(v, VARIANT_COLOURS[i % len(VARIANT_COLOURS)], "--", VARIANT_MARKERS[i % len(VARIANT_MARKERS)], False)
+                   for i, v in enumerate(variants)]
+        for m, colour, line, marker, band in styles:
             rows = [s for s in table["scores"] if s["method"] == m]
             if not rows:
                 continue
             x = [s["num_labeled"] for s in rows]
             y = [s["miou"] for s in rows]
-            ax.plot(x, y, marker="o", color=colour, linestyle=line, label=m)
-            low = [s["ci_low"] if math.isfinite(s["ci_low"]) else s["miou"] for s in rows]
-            high = [s["ci_high"] if math.isfinite(s["ci_high"]) else s["miou"] for s in rows]
-            ax.fill_between(x, low, high, color=colour, alpha=0.12)
+            ax.plot(x, y, marker=marker, color=colour, linestyle=line, label=m, markersize=5 if band else 6)
+            if band:
+                low = [s["ci_low"] if math.isfinite(s["ci_low"]) else s["miou"] for s in rows]
+                high = [s["ci_high"] if math.isfinite(s["ci_high"]) else s["miou"] for s in rows]
+                ax.fill_between(x, low, high, color=colour, alpha=0.12)
         ax.set_xscale("log")
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xticks(table["counts"], [str(c) for c in table["counts"]])
@@ -175,7 +184,7 @@ def plot(tables: dict, path: Path) -> bool:
         ax.set_ylabel("pooled out-of-fold mIoU (points)")
         ax.set_title(TITLES[dataset], fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, ncol=2 if len(styles) > 5 else 1)
     fig.tight_layout()
     atomic_write(str(path), lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)

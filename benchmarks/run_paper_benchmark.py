@@ -520,18 +520,21 @@ def load_results() -> list[dict]:
 
 def _retired_ids(records: list[dict]) -> set[str]:
     """Ids that records here carried before they were relabelled (``relabeled_from``, ``first_recorded_as``,
-    ``relabel_history``): a grid copy that still holds a record under its old name must not bring it back."""
+    ``relabel_history``, also of the records they replaced, ``superseded``): a grid copy that still holds a
+    record under its old name must not bring it back."""
     retired: set[str] = set()
     for record in records:
-        for key in ("relabeled_from", "first_recorded_as"):
-            if isinstance(record.get(key), str):
-                retired.add(record[key])
-        retired.update(record.get("relabel_history") or [])
+        for entry in [record, *(record.get("superseded") or [])]:  # a replaced record's names stay retired too
+            for key in ("relabeled_from", "first_recorded_as"):
+                if isinstance(entry.get(key), str):
+                    retired.add(entry[key])
+            retired.update(entry.get("relabel_history") or [])
     return retired - {r["id"] for r in records}
 
 
 #: What ``superseded`` keeps of a replaced record: enough to say which run it was and what it scored.
-SUPERSEDED_FIELDS = ("commit", "date", "threads", "device", "pooled_miou", "train_seconds")
+SUPERSEDED_FIELDS = ("commit", "commit_note", "date", "threads", "device", "pooled_miou", "train_seconds",
+                     "relabeled_from", "first_recorded_as", "relabel_history")
 
 
 def superseded_history(old: dict, new: dict) -> list[dict]:

@@ -433,6 +433,17 @@ def test_merge_results_keeps_what_a_replaced_record_was(tmp_path):
     assert [h["commit"] for h in record["superseded"]] == ["old", "new"]
 
 
+def test_a_replaced_record_keeps_its_old_names_retired(tmp_path):
+    target, source = tmp_path / "results.json", tmp_path / "grid.json"
+    target.write_text(json.dumps([{"id": "a", "pooled_miou": 0.5, "relabeled_from": "a_old"}]))
+    source.write_text(json.dumps([{"id": "a", "pooled_miou": 0.4}]))
+    run.merge_results(target, [source], replace=True, print_fn=lambda _: None)
+    (record,) = json.loads(target.read_text())
+    assert "relabeled_from" not in record and record["superseded"][0]["relabeled_from"] == "a_old"
+    source.write_text(json.dumps([{"id": "a_old", "pooled_miou": 0.5}]))  # a grid copy with the old name
+    assert run.merge_results(target, [source], print_fn=lambda _: None) == (0, 1)
+
+
 def test_the_grid_runs_one_thread_per_training_whatever_the_jobs(tmp_path, monkeypatch):
     """The thread count changes a run's numbers, so it is the protocol's (1), not a share of the cores per --jobs."""
     import monai_supmix.comparison as comparison
@@ -448,3 +459,40 @@ def test_the_grid_runs_one_thread_per_training_whatever_the_jobs(tmp_path, monke
     assert [kw["threads"] for _, kw in calls] == [1, 2]
     assert calls[0][0] == [("covid19", 40, 1, "supervised_x2", 0)]
     assert [kw["jobs"] for _, kw in calls] == [2, 1]
+
+
+def test_labels_curve_figure_draws_every_variant(tmp_path, monkeypatch):
+    """Seven variants: seven dashed lines besides the three methods (the colour list once dropped all past four)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    curve = _load("report_labels_curve")
+    variants = tuple(f"ours_v{i}" for i in range(7))
+    records = []
+    for i, method in enumerate(("supervised", "conventional", "ours") + variants):
+        for fold in (1, 2):
+            r = _record(method, fold, 0, _counts(np.random.default_rng(fold), 4, 500 + 10 * i))
+            r.update(dataset="chase", num_labeled=1, protocol="cpu2", train_seconds=1.0, device="cpu")
+            records.append(r)
+    labels = []
+    real_plot = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda self, *a, **kw: labels.append((kw["label"], kw["color"], kw["marker"])) or real_plot(self, *a, **kw))
+    assert curve.plot(curve.curve_tables(records, variants), tmp_path / "curve.png")
+    assert [label for label, _, _ in labels] == ["supervised", "conventional", "ours", *variants]
+    assert len({(colour, marker) for _, colour, marker in labels}) == 10  # every line told apart
+
+
+def test_labels_curve_report_refuses_pairs_made_with_different_thread_counts(tmp_path):
+    curve = _load("report_labels_curve")
+    records = []
+    for method, tp in (("supervised", 500), ("ours", 600)):
+        for fold in (1, 2):
+            r = _record(method, fold, 0, _counts(np.random.default_rng(fold), 4, tp))
+            r.update(dataset="covid19", num_labeled=2, protocol="cpu2", train_seconds=1.0, device="cpu", threads=1)
+            records.append(r)
+    records[1]["threads"] = 2  # supervised, fold 2
+    (tmp_path / "results.json").write_text(json.dumps(records))
+    with pytest.raises(SystemExit, match=r"different CPU thread counts.*covid19 2 labeled, ours > supervised: f2/s0"):
+        curve.main(["--results", str(tmp_path / "results.json"), "--output-dir", str(tmp_path)])
+    assert not (tmp_path / "labels_curve.json").exists()  # nothing written
