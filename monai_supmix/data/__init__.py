@@ -8,6 +8,7 @@ from .datalists import (
     slice_nifti_volumes,
     split_datalist,
 )
+from .intensity import intensity_percentile, match_intensity_range
 from .io import dicom_series_uid, list_inference_inputs, load_dicom_series, load_inference_input, save_label
 from .synthetic import (
     make_ct_phantom,
@@ -35,6 +36,8 @@ __all__ = [
     "slice_nifti_volumes",
     "split_datalist",
     "repeat_to_length",
+    "intensity_percentile",
+    "match_intensity_range",
     "dicom_series_uid",
     "list_inference_inputs",
     "load_dicom_series",

@@ -113,6 +113,29 @@ def test_covid_folds_use_the_fixed_rule_and_the_extra_unlabeled_slices(data_dir)
         run.fold_split("covid19", 5, 10, data_dir)
 
 
+def test_matched_unlabeled_variant_drops_the_slices_of_another_intensity_window(data_dir, tmp_path):
+    """ours_matched_unlabeled's datalist keeps the unlabeled slices whose intensity range matches the labeled draw's."""
+    import shutil
+
+    from PIL import Image
+
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir, copy)
+    dim = sorted((copy / "covid19" / "unlabeled" / "images").iterdir())[:4]
+    for path in dim:  # exported with a narrower window: half the intensities
+        pixels = np.asarray(Image.open(path)).astype(np.float32) * 0.4
+        Image.fromarray(pixels.astype(np.uint8)).save(path)
+    assert run.UNLABELED_FILTERS["ours_matched_unlabeled"] == "intensity_matched"
+    plain = run.write_datalists("covid19", 1, 10, tmp_path / "lists", 0, data_dir=copy)
+    matched = run.write_datalists("covid19", 1, 10, tmp_path / "lists", 0, "intensity_matched", data_dir=copy)
+    assert plain[2] == matched[2], (plain, matched)
+    assert (plain[3], matched[3]) == (30 + 6, 30 + 6 - len(dim))
+    kept = {i["image"] for i in json.loads(matched[0].read_text())["unlabeled"]}
+    assert not kept & {str(p) for p in dim} and matched[0] != plain[0]
+    with pytest.raises(ValueError, match="unknown unlabeled_filter 'x'"):
+        run.write_datalists("covid19", 1, 10, tmp_path / "lists", 0, "x", data_dir=copy)
+
+
 def test_grid_puts_headline_first_and_skips_the_development_fold_by_default():
     folds = run._parse_folds(None)
     assert run.DEV_FOLD not in folds["chase"] and run.DEV_FOLD not in folds["covid19"]
