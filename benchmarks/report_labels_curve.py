@@ -159,13 +159,15 @@ def plot(tables: dict, path: Path) -> bool:
     except ImportError:
         return False
     fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 3.9), squeeze=False)
+    # one colour and marker per variant across both panels
+    every_variant = sorted({s["method"] for table in tables.values() for s in table["scores"]} - set(METHODS))
     for ax, (dataset, table) in zip(axes[0], tables.items()):
-        variants = sorted({s["method"] for s in table["scores"]} - set(METHODS))
+        present = {s["method"] for s in table["scores"]}
         # the three methods as solid lines with interval bands; every variant (however many) its own colour and
         # marker, dashed, without a band, so that the methods' bands stay readable
         styles = [(m, c, "-", "o", True) for m, c in zip(METHODS, ("tab:gray", "tab:blue", "tab:red"))]
         styles += [(v, VARIANT_COLOURS[i % len(VARIANT_COLOURS)], "--", VARIANT_MARKERS[i % len(VARIANT_MARKERS)], False)
-                   for i, v in enumerate(variants)]
+                   for i, v in enumerate(every_variant) if v in present]
         for m, colour, line, marker, band in styles:
             rows = [s for s in table["scores"] if s["method"] == m]
             if not rows:
