@@ -3,7 +3,7 @@
 import logging as _logging
 import warnings as _warnings
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 __all__ = ["__version__"]
 

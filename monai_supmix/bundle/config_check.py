@@ -92,6 +92,8 @@ KEY_SCHEMA: dict[str, tuple[Callable[[Any], bool], str | Callable[[], str]]] = {
     "ema_decay": ((lambda v: _number(v) and 0 < v < 1), "a number in (0, 1)"),
     "supmix_prob": ((lambda v: _number(v) and 0 <= v <= 1), "a number in [0, 1]"),
     "self_training_min_dice": ((lambda v: _number(v) and 0 <= v <= 1), "a number in [0, 1] (0: no self-training gate)"),
+    "unlabeled_intensity_ratio": ((lambda v: _number(v) and 0 <= v <= 1),
+                                  "a number in [0, 1] (0: keep every unlabeled image)"),
     "scale": ((lambda v: _number(v) and v > 0), "a positive number (e.g. 0.5 for half resolution)"),
     "num_classes": (_integer(2)[0], "an integer >= 2 (background + at least one class)"),
     "in_channels": _integer(1),

@@ -58,6 +58,7 @@ def task_datalists(
     seed: int = 0,
     datalist_file: str | dict | None = None,
     num_classes: int | None = None,
+    unlabeled_intensity_ratio: float = 0.0,
 ) -> dict[str, list[dict]]:
     """Return ``{"labeled", "unlabeled", "validation"}`` datalists for a bundle.
 
@@ -86,6 +87,10 @@ def task_datalists(
             labeled items are held out (fewer if there are few labeled items).
         num_classes: the bundle's classes; for COVID-19 MedSeg NIfTI masks, 4 or more keeps
             pleural effusion (label 3) as a class of its own, fewer merges it into background.
+        unlabeled_intensity_ratio: > 0 leaves out the unlabeled images whose 95th intensity
+            percentile is below this fraction of the labeled images' median
+            (:func:`monai_supmix.data.match_intensity_range`: images exported with another CT
+            window or scaling); 0 keeps every unlabeled image.
 
     Raises:
         ValueError: for an unknown task or impossible counts (naming the key).
@@ -95,8 +100,12 @@ def task_datalists(
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+    if not (isinstance(unlabeled_intensity_ratio, (int, float)) and 0 <= unlabeled_intensity_ratio <= 1):
+        raise ValueError(f"config key `unlabeled_intensity_ratio`: expected a number in [0, 1] (0: keep every "
+                         f"unlabeled image), got {unlabeled_intensity_ratio!r}.")
     if datalist_file is not None:
-        return _from_datalist_file(datalist_file, num_val)
+        return _ensure_unlabeled(_keep_matching_intensity(_from_datalist_file(datalist_file, num_val),
+                                                          unlabeled_intensity_ratio))
     if dataset_dir is not None:
         dataset_dir = os.path.abspath(os.path.expanduser(str(dataset_dir)))
         if not os.path.isdir(dataset_dir):
@@ -124,7 +133,7 @@ def task_datalists(
         if max_unlabeled is not None:
             extra = extra[: int(max_unlabeled)]
         split["unlabeled"] = list(split["unlabeled"]) + extra
-    return _ensure_unlabeled(split)
+    return _ensure_unlabeled(_keep_matching_intensity(split, unlabeled_intensity_ratio))
 
 
 def task_items(task: str, dataset_dir: str, num_classes: int | None = None) -> tuple[list[dict], list[dict]]:
@@ -143,6 +152,22 @@ def task_items(task: str, dataset_dir: str, num_classes: int | None = None) -> t
     keep_effusion = num_classes is not None and int(num_classes) >= 4
     found = data.covid_datalist(dataset_dir, merge_classes={} if keep_effusion else None)
     return list(found["labeled"]), list(found.get("unlabeled", []))
+
+
+def _keep_matching_intensity(split: dict[str, list[dict]], ratio: float) -> dict[str, list[dict]]:
+    """Leave out the unlabeled images whose intensity range falls short of the labeled ones' (``ratio`` > 0)."""
+    if not ratio or not split["unlabeled"]:
+        return split
+    from monai_supmix.data import match_intensity_range
+
+    matching, dropped = match_intensity_range(split["unlabeled"], split["labeled"], ratio=float(ratio))
+    if dropped:
+        logger.info(
+            f"unlabeled_intensity_ratio {ratio}: {len(dropped)} of {len(split['unlabeled'])} unlabeled images have a "
+            f"95th intensity percentile below {ratio} x the labeled images' median (another window or scaling) and "
+            f"are left out, e.g. {dropped[0]['image']}"
+        )
+    return {**split, "unlabeled": matching}
 
 
 def _ensure_unlabeled(split: dict[str, list[dict]]) -> dict[str, list[dict]]:
@@ -182,4 +207,4 @@ def _from_datalist_file(datalist_file: str | dict, num_val: int) -> dict[str, li
         hold_out = min(num_val, max(len(labeled) - 1, 0))
         validation = labeled[len(labeled) - hold_out :] if hold_out else list(labeled)
         labeled = labeled[: len(labeled) - hold_out] if hold_out else labeled
-    return _ensure_unlabeled({"labeled": labeled, "unlabeled": unlabeled, "validation": validation})
+    return {"labeled": labeled, "unlabeled": unlabeled, "validation": validation}

@@ -93,3 +93,33 @@ def test_datalist_file(tmp_path):
     assert split["unlabeled"] == [{"image": "u.png"}]
     with pytest.raises(ValueError, match="non-empty 'labeled' list"):
         task_datalists("chase", datalist_file={"unlabeled": []})
+
+
+def test_unlabeled_intensity_ratio_leaves_out_images_of_another_window(tmp_path, caplog):
+    """`unlabeled_intensity_ratio` > 0 drops the unlabeled images far darker at their bright end, from a folder or
+    a datalist file; 0 keeps them; a value out of [0, 1] names the key."""
+    import logging
+
+    import numpy as np
+    from PIL import Image
+
+    from monai_supmix.data import write_covid_phantoms
+
+    root = write_covid_phantoms(str(tmp_path / "covid"), num_labeled=6, num_unlabeled=4, size=(64, 64))
+    unlabeled_dir = Path(root) / "unlabeled" / "images"
+    dim = sorted(unlabeled_dir.iterdir())[:3]
+    for path in dim:
+        Image.fromarray((np.asarray(Image.open(path)) * 0.4).astype(np.uint8)).save(path)
+    kept = task_datalists("covid19", root, num_labeled=2, num_val=2)
+    assert len(kept["unlabeled"]) == 2 + 4
+    with caplog.at_level(logging.INFO):
+        split = task_datalists("covid19", root, num_labeled=2, num_val=2, unlabeled_intensity_ratio=0.75)
+    assert len(split["unlabeled"]) == 2 + 1 and not {str(p) for p in dim} & {i["image"] for i in split["unlabeled"]}
+    assert "3 of 6 unlabeled images" in caplog.text
+    as_file = {"labeled": kept["labeled"], "unlabeled": kept["unlabeled"], "validation": kept["validation"]}
+    split = task_datalists("covid19", datalist_file=as_file, unlabeled_intensity_ratio=0.75)
+    assert len(split["unlabeled"]) == 3
+    with pytest.raises(ValueError, match=r"`unlabeled_intensity_ratio`: expected a number in \[0, 1\]"):
+        task_datalists("covid19", root, unlabeled_intensity_ratio=1.5)
+    with pytest.raises(ValueError, match="unlabeled_intensity_ratio"):
+        validate_values(_config(unlabeled_intensity_ratio=-0.1))
