@@ -469,7 +469,7 @@ def run_overrides(protocol: str, dataset: str, labeled: int, method: str, seed: 
         raise ValueError(f"unknown method {method!r}; known: {sorted(ALL_METHODS)}")
     if DATASET_ONLY.get(method, dataset) != dataset:
         raise ValueError(f"method {method!r} exists for {DATASET_ONLY[method]} only")
-    if labeled == UPPER_BOUND[dataset] and dataset == "chase" and method != "supervised":
+    if labeled == UPPER_BOUND[dataset] and dataset == "chase" and ALL_METHODS[method].get("mix") != "none":
         raise ValueError("CHASE with every pool image labeled has no unlabeled images left")
     overrides = dict(PROTOCOLS[protocol][dataset])
     overrides.update(ALL_METHODS[method])

@@ -519,3 +519,11 @@ def test_labels_curve_report_refuses_pairs_made_with_different_thread_counts(tmp
     with pytest.raises(SystemExit, match=r"different CPU thread counts.*covid19 2 labeled, ours > supervised: f2/s0"):
         curve.main(["--results", str(tmp_path / "results.json"), "--output-dir", str(tmp_path)])
     assert not (tmp_path / "labels_curve.json").exists()  # nothing written
+
+
+def test_all_labeled_chase_runs_only_supervised_methods():
+    """With all 20 CHASE pool images labeled no unlabeled image is left: supervised and its variants run, the rest are refused."""
+    assert run.run_overrides("cpu2", "chase", 20, "supervised_x2", 0)["max_epochs"] == 100
+    assert run.run_overrides("cpu2", "chase", 20, "supervised", 0)["mix"] == "none"
+    with pytest.raises(ValueError, match="no unlabeled images left"):
+        run.run_overrides("cpu2", "chase", 20, "ours", 0)
