@@ -133,8 +133,8 @@ def _format_report(records: Sequence[dict], claims: list[dict], methods: Sequenc
         if c.get("mixed_threads"):
             lines.append(f"  - *Warning*: the runs {', '.join(c['mixed_threads'])} of the two methods were made with "
                          "different CPU thread counts (`threads` in results.json), which alone moves a run's score; "
-                         "remove those runs' records from results.json and call compare again with `--threads N` (N as in the others) "
-                         "before trusting this verdict.")
+                         "remove those runs' records from results.json and call compare again with `--threads N` "
+                         "(N as in the others) before trusting this verdict.")
     lines += [
         "",
         "## Pooled out-of-fold IoU (points)",
