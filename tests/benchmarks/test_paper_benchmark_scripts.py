@@ -114,10 +114,13 @@ def test_covid_folds_use_the_fixed_rule_and_the_extra_unlabeled_slices(data_dir)
 
 
 def test_matched_unlabeled_variant_drops_the_slices_of_another_intensity_window(data_dir, tmp_path):
-    """ours_matched_unlabeled's datalist keeps the unlabeled slices whose intensity range matches the labeled draw's."""
+    """ours_matched_unlabeled's run keeps the unlabeled slices whose intensity range matches the labeled draw's: the
+    benchmark's datalist as the bundle reads it with the variant's unlabeled_intensity_ratio."""
     import shutil
 
     from PIL import Image
+
+    from monai_supmix.bundle import task_datalists
 
     copy = tmp_path / "data"
     shutil.copytree(data_dir, copy)
@@ -125,15 +128,15 @@ def test_matched_unlabeled_variant_drops_the_slices_of_another_intensity_window(
     for path in dim:  # exported with a narrower window: half the intensities
         pixels = np.asarray(Image.open(path)).astype(np.float32) * 0.4
         Image.fromarray(pixels.astype(np.uint8)).save(path)
-    assert run.UNLABELED_FILTERS["ours_matched_unlabeled"] == "intensity_matched"
-    plain = run.write_datalists("covid19", 1, 10, tmp_path / "lists", 0, data_dir=copy)
-    matched = run.write_datalists("covid19", 1, 10, tmp_path / "lists", 0, "intensity_matched", data_dir=copy)
-    assert plain[2] == matched[2], (plain, matched)
-    assert (plain[3], matched[3]) == (30 + 6, 30 + 6 - len(dim))
-    kept = {i["image"] for i in json.loads(matched[0].read_text())["unlabeled"]}
-    assert not kept & {str(p) for p in dim} and matched[0] != plain[0]
-    with pytest.raises(ValueError, match="unknown unlabeled_filter 'x'"):
-        run.write_datalists("covid19", 1, 10, tmp_path / "lists", 0, "x", data_dir=copy)
+    ratio = run.run_overrides("cpu2", "covid19", 10, "ours_matched_unlabeled", 0)["unlabeled_intensity_ratio"]
+    assert ratio == 0.75 and "unlabeled_intensity_ratio" not in run.run_overrides("cpu2", "covid19", 10, "ours", 0)
+    train, _, labeled_ids = run.write_datalists("covid19", 1, 10, tmp_path / "lists", 0, data_dir=copy)
+    plain = task_datalists("covid19", datalist_file=str(train))
+    matched = task_datalists("covid19", datalist_file=str(train), unlabeled_intensity_ratio=ratio)
+    assert [i["id"] for i in matched["labeled"]] == [i["id"] for i in plain["labeled"]] == labeled_ids
+    assert (len(plain["unlabeled"]), len(matched["unlabeled"])) == (30 + 6, 30 + 6 - len(dim))
+    kept = {i["image"] for i in matched["unlabeled"]}
+    assert not kept & {str(p) for p in dim}
 
 
 def test_grid_puts_headline_first_and_skips_the_development_fold_by_default():
