@@ -10,6 +10,7 @@ tell the two apart, without names or metadata.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,20 +19,16 @@ from .transforms import ReadImaged
 
 __all__ = ["intensity_percentile", "match_intensity_range"]
 
-_CACHE: dict[tuple[str, float], float] = {}
+@functools.lru_cache(maxsize=1)
+def _reader() -> ReadImaged:
+    """One reader (a MONAI ``LoadImage``) for every call."""
+    return ReadImaged("image")
 
 
 def intensity_percentile(path: str, q: float = 95.0) -> float:
-    """The ``q``-th percentile of one image file's intensities (all channels), read as the bundles read it.
-
-    Results are cached per (path, q) within the process: a grid that filters the same 1,600
-    images for every run reads each once.
-    """
-    key = (str(path), float(q))
-    if key not in _CACHE:
-        image = ReadImaged("image")({"image": str(path)})["image"]
-        _CACHE[key] = float(np.percentile(np.asarray(image, dtype=np.float32), q))
-    return _CACHE[key]
+    """The ``q``-th percentile of one image file's intensities (all channels), read as the bundles read it."""
+    image = _reader()({"image": str(path)})["image"]
+    return float(np.percentile(np.asarray(image, dtype=np.float32), q))
 
 
 def match_intensity_range(
